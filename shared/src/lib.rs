@@ -12,3 +12,4 @@ pub mod verified;
 
 pub use verified::Verified;
 pub mod signed;
+pub mod store;

@@ -14,7 +14,7 @@ use spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use std::time::{Duration, SystemTime};
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::TbsCertificate;
-use x509_cert::ext::pkix::name::{DirectoryString, GeneralName};
+use x509_cert::ext::pkix::name::DirectoryString;
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
     SubjectKeyIdentifier,
@@ -217,7 +217,7 @@ fn extensions_for(spec: &CertSpec, spki: &SubjectPublicKeyInfoOwned) -> Result<V
         exts.push(ExtendedKeyUsage(p.extended_key_usage.clone()).to_extension(subject, &exts)?);
     }
     if !spec.san.is_empty() {
-        let names = spec.san.iter().map(general_name).collect::<Result<Vec<_>, _>>()?;
+        let names = spec.san.iter().map(San::to_general_name).collect::<Result<Vec<_>, _>>()?;
         exts.push(SubjectAltName(names).to_extension(subject, &exts)?);
     }
     exts.extend(p.extra_extensions.iter().cloned());
@@ -237,16 +237,6 @@ fn key_usage_flag(b: KeyUsageBit) -> der::flagset::FlagSet<KeyUsages> {
         KeyUsageBit::KeyCertSign => KeyUsages::KeyCertSign.into(),
         KeyUsageBit::CrlSign => KeyUsages::CRLSign.into(),
     }
-}
-
-fn general_name(s: &San) -> Result<GeneralName, PkiError> {
-    Ok(match s {
-        San::Dns(d) => GeneralName::DnsName(Ia5String::new(d)?),
-        San::Uri(u) => GeneralName::UniformResourceIdentifier(Ia5String::new(u)?),
-        San::Email(e) => GeneralName::Rfc822Name(Ia5String::new(e)?),
-        San::Ip(std::net::IpAddr::V4(a)) => GeneralName::IpAddress(OctetString::new(a.octets().to_vec())?),
-        San::Ip(std::net::IpAddr::V6(a)) => GeneralName::IpAddress(OctetString::new(a.octets().to_vec())?),
-    })
 }
 
 /// Builds the id-pe-masa-url extension (non-critical, IA5String) for an IDevID profile.

@@ -34,6 +34,9 @@ pub enum CsrError {
     /// The key type is not supported.
     #[error("CSR public key: {0}")]
     PublicKey(String),
+    /// The signature algorithm is not supported (e.g. SHA-1).
+    #[error("CSR signature algorithm not supported: {0}")]
+    UnsupportedAlgorithm(String),
     /// The self-signature does not verify: no proof of possession.
     #[error("CSR signature does not verify (no proof of possession of the private key): {0}")]
     BadSignature(String),
@@ -63,7 +66,10 @@ impl Csr {
             .signature
             .as_bytes()
             .ok_or_else(|| CsrError::Malformed("signature has unused bits".into()))?;
-        key.verify_x509(&req.algorithm.oid, &tbs, sig).map_err(|e| CsrError::BadSignature(e.to_string()))?;
+        key.verify_x509(&req.algorithm.oid, &tbs, sig).map_err(|e| match e {
+            crate::crypto::CryptoError::Algorithm(a) => CsrError::UnsupportedAlgorithm(a),
+            other => CsrError::BadSignature(other.to_string()),
+        })?;
         Ok(Verified::new(Csr { req, der: der.to_vec() }, Vec::new()))
     }
 
@@ -143,4 +149,22 @@ fn san_from_general_name(g: &GeneralName) -> Option<San> {
         },
         _ => None,
     }
+}
+
+/// Builds a DER PKCS#10 request for `signer`'s key with `subject` and, if any, a
+/// subjectAltName extension request. The signature is the proof of possession.
+pub fn build_csr(
+    subject: &Name,
+    san: &[San],
+    signer: &dyn crate::keys::Signer,
+) -> Result<Vec<u8>, super::PkiError> {
+    use super::signer_adapter::{DerSig, X509Signer};
+    use x509_cert::builder::{Builder, RequestBuilder};
+    let mut b = RequestBuilder::new(subject.clone()).map_err(|e| super::PkiError::Der(e.to_string()))?;
+    if !san.is_empty() {
+        let names = san.iter().map(San::to_general_name).collect::<Result<Vec<_>, _>>()?;
+        b.add_extension(&SubjectAltName(names))?;
+    }
+    let req = b.build::<_, DerSig>(&X509Signer(signer)).map_err(|e| super::PkiError::Sign(e.to_string()))?;
+    Ok(req.to_der()?)
 }

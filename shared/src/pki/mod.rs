@@ -11,7 +11,7 @@ pub(crate) mod signer_adapter;
 
 pub use ca::{create_ca, masa_url_extension, CertificateAuthority};
 pub use chain::{verify_chain, ChainError};
-pub use csr::{Csr, CsrError};
+pub use csr::{build_csr, Csr, CsrError};
 pub use csr::{CHALLENGE_PASSWORD, MAX_CSR_LEN};
 pub use idevid::{idevid_issuer, masa_url, serial_number, spki_der, subject_key_id, IDEVID_MASA_URL_OID};
 pub use names::{name_with_serial, parse_name};

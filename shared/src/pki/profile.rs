@@ -1,8 +1,10 @@
 //! Issuance profiles: what a certificate issued under a label or role looks like.
 
 use const_oid::ObjectIdentifier;
+use der::asn1::{Ia5String, OctetString};
 use std::net::IpAddr;
 use std::time::Duration;
+use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::Extension;
 
 /// A subjectAltName entry.
@@ -16,6 +18,19 @@ pub enum San {
     Ip(IpAddr),
     /// rfc822Name.
     Email(String),
+}
+
+impl San {
+    /// The X.509 GeneralName for this entry.
+    pub fn to_general_name(&self) -> Result<GeneralName, der::Error> {
+        Ok(match self {
+            San::Dns(d) => GeneralName::DnsName(Ia5String::new(d)?),
+            San::Uri(u) => GeneralName::UniformResourceIdentifier(Ia5String::new(u)?),
+            San::Email(e) => GeneralName::Rfc822Name(Ia5String::new(e)?),
+            San::Ip(IpAddr::V4(a)) => GeneralName::IpAddress(OctetString::new(a.octets().to_vec())?),
+            San::Ip(IpAddr::V6(a)) => GeneralName::IpAddress(OctetString::new(a.octets().to_vec())?),
+        })
+    }
 }
 
 /// A keyUsage bit.

@@ -1,1 +1,52 @@
+//! Support for brski's cross-crate integration tests: finding the real outside software they
+//! run against (openssl, curl, ...) and running it.
+//!
+//! A test that needs a tool calls [`peer`]; without the tool it is skipped with a loud message,
+//! unless `BRSKI_REQUIRE_PEERS=1` (set by `.ci/run` after installing them), where it fails.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// True when `tool` is on PATH. Otherwise prints a loud skip notice, or panics when
+/// `BRSKI_REQUIRE_PEERS=1`.
+pub fn peer(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    if std::env::var("BRSKI_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("BRSKI_REQUIRE_PEERS=1 but the test peer '{tool}' is not installed");
+    }
+    eprintln!("\n!!!!! SKIPPED: '{tool}' is not installed; this test needs it as a real peer !!!!!\n");
+    false
+}
+
+/// Runs `program` with `args` in `dir`, returning its output (never panics on exit status).
+pub fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Like [`run`], and asserts success, printing stderr on failure.
+pub fn run_ok(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let out = run(dir, program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Path of a published test vector under testdata/vectors.
+pub fn vector(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors").join(rel)
+}

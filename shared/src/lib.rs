@@ -13,3 +13,4 @@ pub mod verified;
 pub use verified::Verified;
 pub mod signed;
 pub mod store;
+pub mod voucher;

@@ -6,7 +6,10 @@
 pub mod ber;
 pub mod cms;
 pub mod cose;
+pub mod envelope;
 pub mod jws;
+
+pub use envelope::{Envelope, Format, Signed, SignedError, SignedPayload};
 
 use crate::crypto::{CryptoError, PublicKey};
 use crate::pki::{spki_der, verify_chain, ChainError};

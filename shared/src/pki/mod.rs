@@ -101,3 +101,23 @@ pub fn cert_to_pem(cert: &Certificate) -> Result<String, PkiError> {
     use der::EncodePem;
     Ok(cert.to_pem(der::pem::LineEnding::LF)?)
 }
+
+/// The store record of a certificate this CA issued (serial as lower-case hex of the DER
+/// INTEGER contents), ready for [`crate::store::Store::record_certificate`].
+pub fn issued_record(cert: &Certificate, profile: &str) -> Result<crate::store::IssuedCertificate, PkiError> {
+    let t = cert.tbs_certificate();
+    let time = |x: &x509_cert::time::Time| {
+        time::OffsetDateTime::from_unix_timestamp(x.to_unix_duration().as_secs() as i64)
+            .map_err(|e| PkiError::Der(e.to_string()))
+    };
+    Ok(crate::store::IssuedCertificate {
+        serial_hex: hex::encode(t.serial_number().as_bytes()),
+        issuer: t.issuer().to_string(),
+        subject: t.subject().to_string(),
+        not_before: time(&t.validity().not_before)?,
+        not_after: time(&t.validity().not_after)?,
+        profile: profile.to_string(),
+        der: cert.to_der()?,
+        issued_at: time::OffsetDateTime::now_utc(),
+    })
+}

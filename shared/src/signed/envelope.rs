@@ -58,7 +58,7 @@ impl Format {
 
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Format::Cms => "CMS",
             Format::Jws => "JWS",
             Format::Cose => "COSE",
@@ -184,7 +184,7 @@ pub trait SignedPayload: Sized {
 #[derive(Debug, thiserror::Error)]
 pub enum SignedError<E: std::fmt::Display + std::fmt::Debug> {
     /// The signature, the signer or the envelope.
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] SignatureError),
     /// The signed payload does not decode.
     #[error("{0}")]

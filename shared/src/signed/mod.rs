@@ -86,10 +86,16 @@ pub enum SignatureError {
     BadSignature,
     /// The signature verifies but the signer does not chain to a trust anchor.
     #[error("signer not trusted: {0}")]
-    Chain(#[from] ChainError),
+    Chain(ChainError),
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+}
+
+impl From<ChainError> for SignatureError {
+    fn from(e: ChainError) -> Self {
+        SignatureError::Chain(e)
+    }
 }
 
 impl From<der::Error> for SignatureError {

@@ -121,14 +121,6 @@ pub enum VoucherError {
         /// The time it was checked against.
         now: OffsetDateTime,
     },
-    /// created-on is further in the future than the allowed clock skew.
-    #[error("voucher created-on {created_on} is in the future (now {now})")]
-    CreatedInFuture {
-        /// The voucher's created-on.
-        created_on: OffsetDateTime,
-        /// The time it was checked against.
-        now: OffsetDateTime,
-    },
     /// The policy requires an assertion but the voucher carries none.
     #[error("voucher has no assertion")]
     MissingAssertion,

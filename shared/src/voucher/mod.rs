@@ -26,7 +26,7 @@ pub use json::{from_json, to_json};
 pub use leaf::Leaf;
 pub use model::{Assertion, Extension, Kind, Voucher, LEGACY_PRM_JSON_KEY};
 pub use nonce::Nonce;
-pub use validate::{check_request, check_voucher, pin, Expectations, Pin, CREATED_ON_SKEW};
+pub use validate::{check_request, check_voucher, pin, Expectations, Pin};
 
 /// Largest payload the decoders accept (64 KiB): a voucher with a certificate chain is a few
 /// KiB; anything far larger is refused before parsing.

@@ -75,7 +75,7 @@ pub fn sign_voucher(
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PinError {
     /// The voucher is not a voucher or has no usable pin.
-    #[error("{0}")]
+    #[error(transparent)]
     Voucher(#[from] VoucherError),
     /// The registrar's TLS chain does not lead to the pinned domain certificate.
     #[error("registrar certificate does not chain to the voucher's pinned-domain-cert: {0}")]

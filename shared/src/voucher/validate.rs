@@ -11,15 +11,12 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::error::VoucherError;
 use super::keyid;
 use super::model::{Assertion, Kind, Voucher};
 use super::nonce::Nonce;
-
-/// How far in the future `created-on` may be before the voucher is refused (clock skew).
-pub const CREATED_ON_SKEW: Duration = Duration::minutes(5);
 
 /// What the pledge knows and requires when it checks a voucher.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +66,7 @@ pub fn pin(v: &Voucher) -> Option<Pin> {
 /// Checks a decoded voucher against what the pledge expects (voucher.md §2).
 ///
 /// In order: it is a voucher; serial-number present and (if expected) equal; nonce; time
-/// (`expires-on` passed, `created-on` more than [`CREATED_ON_SKEW`] ahead); assertion
+/// (`expires-on` passed; `created-on` is informational and not checked); assertion
 /// acceptable; idevid-issuer (if both the voucher and the expectations carry one); a usable pin
 /// that, for raw-key pins and a known registrar key, matches it. A `Pin::Cert` must then be
 /// checked against the registrar's TLS chain by the caller.
@@ -132,12 +129,8 @@ fn check_time(v: &Voucher, now: OffsetDateTime) -> Result<(), VoucherError> {
             return Err(VoucherError::Expired { expires_on, now });
         }
     }
-    if let Some(created_on) = v.created_on {
-        let latest = now.checked_add(CREATED_ON_SKEW).unwrap_or(now);
-        if created_on > latest {
-            return Err(VoucherError::CreatedInFuture { created_on, now });
-        }
-    }
+    // created-on is informational (RFC 8366 §5.3): a created-on ahead of the pledge's clock
+    // is not a reason to refuse (the rfc8366bis JWS example is dated after its signer expired).
     Ok(())
 }
 

@@ -1,0 +1,65 @@
+//! The command-line surface: one subcommand per role or tool, each in its own module.
+
+mod demo;
+mod input;
+mod voucher;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// BRSKI (RFC 8995) and EST (RFC 7030) bootstrap stack: MASA, registrar, pledge and tools.
+#[derive(Debug, Parser)]
+#[command(name = "brski", version, propagate_version = true, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  brski demo                                     run the whole foundation flow in-process and explain it
+  brski voucher inspect voucher.vcj              show the fields of a voucher (any format, unverified)
+  brski voucher verify voucher.vcj --trust vendor-ca.pem --nonce -_XE9zK9q8Ll1qylMtLKeg
+  brski voucher sign --in voucher.json --key file:masa.key --cert masa.pem --format jws > voucher.vjj";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the foundation flow end to end in one process (manufacturer, domain, pledge) and
+    /// print each step: keys, certificates, a voucher-request, vouchers in all three formats.
+    Demo(demo::DemoArgs),
+    /// Inspect, verify and sign vouchers and voucher-requests (CMS, JWS or COSE).
+    #[command(subcommand)]
+    Voucher(voucher::VoucherCommand),
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Voucher(c) => voucher::run(c),
+    }
+}
+
+/// Sets up `tracing`: human-readable by default, JSON with `--log-json`; level from `-v` or
+/// `RUST_LOG`. Logs go to stderr so command output on stdout stays clean.
+pub fn init_logging(json: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -234,7 +234,7 @@ fn sign_and_verify_every_format_and_algorithm() {
         let m = masa(alg, Duration::from_secs(86400));
         for format in [Format::Cms, Format::Jws, Format::Cose] {
             let v = sample_voucher();
-            let signed = sign_voucher(&v, format, &m.key, &[m.cert.clone()]).unwrap();
+            let signed = sign_voucher(&v, format, &m.key, std::slice::from_ref(&m.cert)).unwrap();
             assert_eq!(signed.format(), format);
             let ok = signed
                 .verify(&Trust::now(vec![m.ca.clone()]))
@@ -255,7 +255,7 @@ fn sign_and_verify_every_format_and_algorithm() {
 fn bad_signed_input_gets_distinct_errors() {
     let m = masa(Algorithm::Es256, Duration::from_secs(3600));
     let t = Trust::now(vec![m.ca.clone()]);
-    let cms = sign_voucher(&sample_voucher(), Format::Cms, &m.key, &[m.cert.clone()]).unwrap();
+    let cms = sign_voucher(&sample_voucher(), Format::Cms, &m.key, std::slice::from_ref(&m.cert)).unwrap();
     let der = cms.bytes().to_vec();
     let sig_err = |b: &[u8]| match verify(b, &t) {
         Err(SignedError::Signature(e)) => e,
@@ -271,14 +271,14 @@ fn bad_signed_input_gets_distinct_errors() {
         const_oid::ObjectIdentifier::new_unwrap("1.2.3.4"),
         &to_json(&sample_voucher()),
         &m.key,
-        &[m.cert.clone()],
+        std::slice::from_ref(&m.cert),
     )
     .unwrap();
     assert!(matches!(sig_err(&odd), SignatureError::WrongContentType(_)));
     // Signed by another key while claiming the MASA certificate.
     let other = SoftwareKey::generate(Algorithm::Es256).unwrap();
     for format in [Format::Cms, Format::Jws, Format::Cose] {
-        let forged = sign_voucher(&sample_voucher(), format, &other, &[m.cert.clone()]).unwrap();
+        let forged = sign_voucher(&sample_voucher(), format, &other, std::slice::from_ref(&m.cert)).unwrap();
         assert_eq!(sig_err(forged.bytes()), SignatureError::BadSignature, "{format}");
     }
     // Signer certificate expired at the verification time.
@@ -293,7 +293,7 @@ fn bad_signed_input_gets_distinct_errors() {
         shared::signed::cms::ID_CT_ANIMA_JSON_VOUCHER,
         b"{\"x\":1}",
         &m.key,
-        &[m.cert.clone()],
+        std::slice::from_ref(&m.cert),
     )
     .unwrap();
     assert!(matches!(verify(&junk, &t), Err(SignedError::Payload(VoucherError::WrongTopLevel(_)))));
@@ -301,7 +301,7 @@ fn bad_signed_input_gets_distinct_errors() {
     let jws = shared::signed::jws::sign_general(
         &to_json(&sample_voucher()),
         &m.key,
-        &[m.cert.clone()],
+        std::slice::from_ref(&m.cert),
         Some("JWT"),
         &Default::default(),
     )
@@ -319,7 +319,7 @@ fn strict_mode_refuses_unknown_leaves_lenient_records_them() {
         shared::signed::cms::ID_CT_ANIMA_JSON_VOUCHER,
         json,
         &m.key,
-        &[m.cert.clone()],
+        std::slice::from_ref(&m.cert),
     )
     .unwrap();
     let v = verify(&signed, &Trust::now(vec![m.ca.clone()])).unwrap();

@@ -171,7 +171,7 @@ fn pledge_request(w: &World, nonce: Nonce) -> anyhow::Result<Vec<u8>> {
     pvr.nonce = Some(nonce);
     pvr.created_on = Some(now());
     pvr.proximity_registrar_cert = Some(pki::cert_to_der(&w.registrar_cert)?);
-    Ok(v::sign_voucher(&pvr, Format::Cms, &w.idevid_key, &[w.idevid.clone()])?.bytes().to_vec())
+    Ok(v::sign_voucher(&pvr, Format::Cms, &w.idevid_key, std::slice::from_ref(&w.idevid))?.bytes().to_vec())
 }
 
 fn registrar_wraps(w: &World, pvr_bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -216,7 +216,7 @@ fn masa_checks(w: &World, rvr_bytes: &[u8]) -> anyhow::Result<Voucher> {
 }
 
 fn masa_signs(w: &World, voucher: &Voucher, format: Format) -> anyhow::Result<v::SignedVoucher> {
-    Ok(v::sign_voucher(voucher, format, &w.masa_key, &[w.masa_cert.clone()])?)
+    Ok(v::sign_voucher(voucher, format, &w.masa_key, std::slice::from_ref(&w.masa_cert))?)
 }
 
 fn with_nonce(voucher: &Voucher, nonce: Nonce) -> Voucher {
@@ -235,7 +235,7 @@ fn pledge_accepts(w: &World, bytes: &[u8], nonce: &Nonce) -> anyhow::Result<()> 
         ..Default::default()
     };
     v::check_voucher(&verified, &expect)?;
-    v::check_registrar_pin(&verified, &[w.registrar_cert.clone()], now())?;
+    v::check_registrar_pin(&verified, std::slice::from_ref(&w.registrar_cert), now())?;
     println!("       pledge: signature -> manufacturer CA, nonce, serial, registrar pin: OK");
     Ok(())
 }

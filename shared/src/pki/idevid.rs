@@ -14,7 +14,7 @@ use x509_cert::Certificate;
 /// id-pe-masa-url (RFC 8995 §2.3.2): IA5String with the MASA's authority or full URI.
 pub const IDEVID_MASA_URL_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.32");
 
-fn extension<'a>(cert: &'a Certificate, oid: ObjectIdentifier) -> Option<&'a [u8]> {
+fn extension(cert: &Certificate, oid: ObjectIdentifier) -> Option<&[u8]> {
     cert.tbs_certificate().extensions()?.iter().find(|e| e.extn_id == oid).map(|e| e.extn_value.as_bytes())
 }
 

@@ -69,12 +69,12 @@ impl std::fmt::Display for Format {
 /// A parsed signed artifact of any format.
 #[derive(Debug, Clone)]
 pub enum Envelope {
-    /// CMS SignedData.
-    Cms(CmsSigned),
+    /// CMS SignedData (boxed, like COSE: both are large).
+    Cms(Box<CmsSigned>),
     /// JWS.
     Jws(Jws),
     /// COSE_Sign1.
-    Cose(CoseSigned),
+    Cose(Box<CoseSigned>),
 }
 
 /// Undoes a text wrapping (base64 or hex) when the input is printable text that is not JSON;
@@ -92,7 +92,7 @@ pub fn unwrap_text(bytes: &[u8]) -> Result<Vec<u8>, SignatureError> {
     let text =
         std::str::from_utf8(trimmed).map_err(|_| SignatureError::Malformed("not UTF-8 text".into()))?;
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if compact.len() % 2 == 0 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+    if compact.len().is_multiple_of(2) && compact.chars().all(|c| c.is_ascii_hexdigit()) {
         if let Ok(b) = hex::decode(&compact) {
             return Ok(b);
         }
@@ -124,9 +124,9 @@ impl Envelope {
     /// Parses input already in its binary (or JSON) form.
     pub fn parse_binary(bytes: &[u8]) -> Result<Self, SignatureError> {
         Ok(match detect(bytes)? {
-            Format::Cms => Envelope::Cms(CmsSigned::parse(bytes)?),
+            Format::Cms => Envelope::Cms(Box::new(CmsSigned::parse(bytes)?)),
             Format::Jws => Envelope::Jws(Jws::parse_json(bytes)?),
-            Format::Cose => Envelope::Cose(CoseSigned::parse(bytes)?),
+            Format::Cose => Envelope::Cose(Box::new(CoseSigned::parse(bytes)?)),
         })
     }
 

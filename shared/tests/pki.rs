@@ -148,7 +148,8 @@ fn intermediate_path_and_unknown_critical_extension() {
     let int = CertificateAuthority::new(int_cert.clone(), Box::new(int_key)).unwrap();
     let (_, req) = csr(Algorithm::Es256, "CN=leaf", &[]);
     let leaf = int.issue(&req, &Profile::end_entity(YEAR)).unwrap();
-    let path = verify_chain(&leaf, std::slice::from_ref(&int_cert), &[root.certificate().clone()], now()).unwrap();
+    let path =
+        verify_chain(&leaf, std::slice::from_ref(&int_cert), &[root.certificate().clone()], now()).unwrap();
     assert_eq!(path.len(), 3);
     let mut p = Profile::end_entity(YEAR);
     p.extra_extensions.push(x509_cert::ext::Extension {

@@ -48,7 +48,8 @@ fn our_cms_voucher_passes_openssl_cms_verify() {
         let p = pki(alg);
         let dir = tempfile::tempdir().unwrap();
         let signed =
-            cms::sign(ID_CT_ANIMA_JSON_VOUCHER, VOUCHER, &p.masa_key, std::slice::from_ref(&p.masa_cert)).unwrap();
+            cms::sign(ID_CT_ANIMA_JSON_VOUCHER, VOUCHER, &p.masa_key, std::slice::from_ref(&p.masa_cert))
+                .unwrap();
         write(dir.path(), "v.p7", &signed);
         write(dir.path(), "ca.pem", cert_to_pem(p.ca.certificate()).unwrap());
         run_ok(

@@ -125,15 +125,10 @@ pub(crate) fn resolve_signer(
     check: impl Fn(&PublicKey) -> Result<(), CryptoError>,
 ) -> Result<Vec<Certificate>, SignatureError> {
     let mut unsupported = None;
+    let mut any_supported = false;
     let mut chain_err = None;
     for cert in candidates.iter().chain(trust.anchors.iter()) {
-        let key = match PublicKey::from_spki_der(&spki_der(cert)) {
-            Ok(k) => k,
-            Err(e) => {
-                unsupported = Some(e.to_string());
-                continue;
-            }
-        };
+        let Ok(key) = PublicKey::from_spki_der(&spki_der(cert)) else { continue };
         match check(&key) {
             // The key verifies; the object is trusted if this certificate chains to an anchor.
             // Keep looking otherwise: a re-issued certificate for the same key may be trusted.
@@ -144,14 +139,12 @@ pub(crate) fn resolve_signer(
                 }
             },
             Err(CryptoError::Algorithm(a)) => unsupported = Some(a),
-            Err(_) => {}
+            Err(_) => any_supported = true,
         }
     }
-    if let Some(e) = chain_err {
-        return Err(SignatureError::Chain(e));
-    }
-    match unsupported {
-        Some(a) if candidates.is_empty() && trust.anchors.is_empty() => Err(SignatureError::Unsupported(a)),
+    match (chain_err, unsupported) {
+        (Some(e), _) => Err(SignatureError::Chain(e)),
+        (None, Some(a)) if !any_supported => Err(SignatureError::Unsupported(a)),
         _ => Err(SignatureError::BadSignature),
     }
 }

@@ -278,6 +278,19 @@ fn must_fail_vectors_exit_1_with_the_reason() {
         "00-D0-E5-F2-00-03",
     ]));
     assert!(err.contains("serial"), "{err}");
+    // A voucher-request for another serial number.
+    let err = rejected(&brski(&[
+        "voucher",
+        "verify",
+        &v("rfc8995-appendix-c/pledge-voucher-request.cms.der"),
+        "--trust",
+        &v("rfc8995-appendix-c/vendor-ca.crt.pem"),
+        "--at",
+        "2021-04-14T00:00:00Z",
+        "--serial",
+        "00-D0-E5-F2-00-03",
+    ]));
+    assert!(err.contains("00-D0-E5-F2-00-03"), "{err}");
 }
 
 #[test]

@@ -179,7 +179,15 @@ fn verify_inner(a: &VerifyArgs) -> anyhow::Result<String> {
                 v::check_registrar_pin(&verified, &read_certs(path)?, at)?;
             }
         }
-        Kind::Request => v::check_request(&verified)?,
+        Kind::Request => {
+            v::check_request(&verified)?;
+            if let (Some(want), Some(found)) = (&a.serial, &verified.serial_number) {
+                anyhow::ensure!(
+                    want == found,
+                    v::VoucherError::SerialMismatch { expected: want.clone(), found: found.clone() }
+                );
+            }
+        }
     }
     let signer = verified.signer().map(|c| c.tbs_certificate().subject().to_string()).unwrap_or_default();
     Ok(format!(

@@ -1,0 +1,402 @@
+//! The EST client (RFC 7030 §4 from the client side): one TLS connection per
+//! [`EstConnection`], reused for several requests (keep-alive, HTTP/1.1 or HTTP/2 by ALPN), with
+//! the connection's tls-exporter available for channel binding in the CSR.
+
+use crate::multipart;
+use crate::tls::SeenServerCert;
+use crate::wire::{self, CsrAttr, WireError, MEDIA_PKCS10};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use x509_cert::Certificate;
+
+/// Largest response body the client reads.
+const MAX_RESPONSE: usize = 256 * 1024;
+/// RFC 9266 exporter label for tls-exporter channel binding.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+/// Why an EST exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server URL is not usable.
+    #[error("server URL '{0}': expected https://host[:port]")]
+    Url(String),
+    /// TCP or TLS connection failed.
+    #[error("connecting to {addr}: {detail}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// No answer in time.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// HTTP transport error.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The server refused the request.
+    #[error("server answered {status}: {detail}")]
+    Status {
+        /// HTTP status.
+        status: StatusCode,
+        /// The problem detail or body text.
+        detail: String,
+    },
+    /// The response could not be read.
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    /// A response of an unexpected shape.
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+}
+
+/// The outcome of an enrollment request.
+#[derive(Debug, Clone)]
+pub enum Enrollment<T> {
+    /// Issued now.
+    Done(T),
+    /// Accepted for later (202): retry the same request after this long.
+    Pending {
+        /// The server's Retry-After.
+        retry_after: Duration,
+    },
+}
+
+/// A server-generated key and its certificate (serverkeygen).
+#[derive(Debug, Clone)]
+pub struct ServerKey {
+    /// PKCS#8 DER of the private key.
+    pub pkcs8: Vec<u8>,
+    /// The certificate(s) from the certs-only part, issued certificate first.
+    pub certs: Vec<Certificate>,
+}
+
+/// Where and how to reach an EST server.
+#[derive(Clone)]
+pub struct EstClient {
+    host: String,
+    port: u16,
+    base_path: String,
+    tls: Arc<ClientConfig>,
+    seen: Arc<SeenServerCert>,
+    basic: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+impl EstClient {
+    /// A client for `server` (`https://host[:port]`), optionally under CA `label`.
+    pub fn new(
+        server: &str,
+        label: Option<&str>,
+        tls: (Arc<ClientConfig>, Arc<SeenServerCert>),
+    ) -> Result<Self, ClientError> {
+        let uri: Uri = server.parse().map_err(|_| ClientError::Url(server.into()))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(ClientError::Url(server.into()));
+        }
+        let host =
+            uri.host().ok_or_else(|| ClientError::Url(server.into()))?.trim_matches(['[', ']']).to_string();
+        let base_path = match label.filter(|l| !l.is_empty()) {
+            Some(l) => format!("/.well-known/est/{l}"),
+            None => "/.well-known/est".to_string(),
+        };
+        Ok(EstClient {
+            host,
+            port: uri.port_u16().unwrap_or(443),
+            base_path,
+            tls: tls.0,
+            seen: tls.1,
+            basic: None,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Adds HTTP Basic credentials to every request.
+    pub fn with_basic(mut self, user: &str, password: &str) -> Self {
+        let token = shared::b64::encode(format!("{user}:{password}").as_bytes());
+        self.basic = HeaderValue::from_str(&format!("Basic {token}")).ok();
+        self
+    }
+
+    /// Sets the per-step timeout (connect, handshake, each request); default 30 s.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// SHA-256 of the server certificate seen on the last handshake (for bootstrap display).
+    pub fn server_fingerprint(&self) -> Option<[u8; 32]> {
+        self.seen.sha256()
+    }
+
+    /// Opens one TLS connection; requests on it share the TLS session (and its exporter).
+    pub async fn connect(&self) -> Result<EstConnection, ClientError> {
+        let addr = format!("{}:{}", self.host, self.port);
+        let cerr = |detail: String| ClientError::Connect { addr: addr.clone(), detail };
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TCP connect"))?
+        .map_err(|e| cerr(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| cerr(e.to_string()))?;
+        let tls = tokio::time::timeout(
+            self.timeout,
+            tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TLS handshake"))?
+        .map_err(|e| cerr(e.to_string()))?;
+        let conn = tls.get_ref().1;
+        let exporter = conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None).ok().map(|k| k.to_vec());
+        let h2 = conn.alpn_protocol() == Some(b"h2");
+        let sender = if h2 {
+            let (tx, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| cerr(e.to_string()))?;
+            tokio::spawn(c);
+            Sender::H2(tx)
+        } else {
+            let (tx, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| cerr(e.to_string()))?;
+            tokio::spawn(c);
+            Sender::H1(tx)
+        };
+        Ok(EstConnection { sender, exporter, client: self.clone() })
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// One TLS connection to an EST server.
+pub struct EstConnection {
+    sender: Sender,
+    exporter: Option<Vec<u8>>,
+    client: EstClient,
+}
+
+/// A response: status, content type, body.
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    retry_after: Option<Duration>,
+    body: Bytes,
+}
+
+impl EstConnection {
+    /// The RFC 9266 tls-exporter of this connection (None when TLS 1.2 without EMS).
+    pub fn tls_exporter(&self) -> Option<&[u8]> {
+        self.exporter.as_deref()
+    }
+
+    /// The challengePassword value that binds a CSR to this connection (base64 exporter).
+    pub fn channel_binding(&self) -> Option<String> {
+        self.exporter.as_deref().map(shared::b64::encode)
+    }
+
+    /// HTTP version in use.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// GET /cacerts: the CA certificates (RFC 7030 §4.1).
+    pub async fn cacerts(&mut self) -> Result<Vec<Certificate>, ClientError> {
+        let r = self.send(Method::GET, "cacerts", None).await?;
+        expect_ok(&r)?;
+        Ok(wire::parse_certs_only(&wire::decode_body(&r.body)?)?)
+    }
+
+    /// GET /csrattrs: requested CSR attributes (empty on 204 or 404).
+    pub async fn csrattrs(&mut self) -> Result<Vec<CsrAttr>, ClientError> {
+        let r = self.send(Method::GET, "csrattrs", None).await?;
+        if r.status == StatusCode::NO_CONTENT || r.status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        expect_ok(&r)?;
+        let der = wire::decode_body(&r.body)?;
+        if der.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(wire::parse_csrattrs(&der)?)
+    }
+
+    /// POST /simpleenroll with a DER CSR.
+    pub async fn simpleenroll(
+        &mut self,
+        csr_der: &[u8],
+    ) -> Result<Enrollment<Vec<Certificate>>, ClientError> {
+        self.enroll("simpleenroll", csr_der).await
+    }
+
+    /// POST /simplereenroll with a DER CSR (the connection must present the current certificate).
+    pub async fn simplereenroll(
+        &mut self,
+        csr_der: &[u8],
+    ) -> Result<Enrollment<Vec<Certificate>>, ClientError> {
+        self.enroll("simplereenroll", csr_der).await
+    }
+
+    async fn enroll(
+        &mut self,
+        op: &'static str,
+        csr_der: &[u8],
+    ) -> Result<Enrollment<Vec<Certificate>>, ClientError> {
+        let r = self.send(Method::POST, op, Some(csr_der)).await?;
+        if let Some(p) = pending(&r) {
+            return Ok(p);
+        }
+        expect_ok(&r)?;
+        Ok(Enrollment::Done(wire::parse_certs_only(&wire::decode_body(&r.body)?)?))
+    }
+
+    /// POST /serverkeygen: the server generates the key pair and returns it with the certificate.
+    pub async fn serverkeygen(&mut self, csr_der: &[u8]) -> Result<Enrollment<ServerKey>, ClientError> {
+        let r = self.send(Method::POST, "serverkeygen", Some(csr_der)).await?;
+        if let Some(p) = pending(&r) {
+            return Ok(p);
+        }
+        expect_ok(&r)?;
+        let parts =
+            multipart::parse(&r.content_type, &r.body).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let find = |prefix: &str| parts.iter().find(|p| p.content_type.starts_with(prefix));
+        let key = find(wire::MEDIA_PKCS8)
+            .ok_or_else(|| ClientError::Unexpected("no application/pkcs8 part".into()))?;
+        let certs = find("application/pkcs7-mime")
+            .ok_or_else(|| ClientError::Unexpected("no certs-only part".into()))?;
+        Ok(Enrollment::Done(ServerKey {
+            pkcs8: wire::decode_body(&key.body)?,
+            certs: wire::parse_certs_only(&wire::decode_body(&certs.body)?)?,
+        }))
+    }
+
+    async fn send(&mut self, method: Method, op: &str, csr: Option<&[u8]>) -> Result<Reply, ClientError> {
+        let c = &self.client;
+        let authority = if c.host.contains(':') {
+            format!("[{}]:{}", c.host, c.port)
+        } else {
+            format!("{}:{}", c.host, c.port)
+        };
+        let body = csr.map(|d| Bytes::from(wire::encode_body(d))).unwrap_or_default();
+        let mut req =
+            Request::builder().method(method).uri(format!("https://{authority}{}/{op}", c.base_path));
+        if matches!(self.sender, Sender::H1(_)) {
+            req = req.header(HOST, authority.as_str());
+        }
+        if csr.is_some() {
+            req = req.header(CONTENT_TYPE, MEDIA_PKCS10);
+        }
+        if let Some(b) = &c.basic {
+            req = req.header(AUTHORIZATION, b.clone());
+        }
+        let req = req.body(Full::new(body)).map_err(|e| ClientError::Http(e.to_string()))?;
+        let fut = async {
+            let resp = match &mut self.sender {
+                Sender::H1(s) => s.send_request(req).await,
+                Sender::H2(s) => s.send_request(req).await,
+            }
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
+            let header =
+                |n| parts.headers.get(n).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
+            Ok(Reply {
+                status: parts.status,
+                content_type: header(CONTENT_TYPE).unwrap_or_default().to_ascii_lowercase(),
+                retry_after: header(RETRY_AFTER).and_then(|v| parse_retry_after(&v)),
+                body,
+            })
+        };
+        tokio::time::timeout(c.timeout, fut).await.map_err(|_| ClientError::Timeout("EST request"))?
+    }
+}
+
+fn pending<T>(r: &Reply) -> Option<Enrollment<T>> {
+    (r.status == StatusCode::ACCEPTED)
+        .then(|| Enrollment::Pending { retry_after: r.retry_after.unwrap_or(Duration::from_secs(60)) })
+}
+
+fn expect_ok(r: &Reply) -> Result<(), ClientError> {
+    if r.status == StatusCode::OK {
+        return Ok(());
+    }
+    Err(ClientError::Status { status: r.status, detail: problem_detail(&r.content_type, &r.body) })
+}
+
+/// The human-readable part of an error body: an RFC 9457 `detail`/`title`, or the text.
+fn problem_detail(content_type: &str, body: &[u8]) -> String {
+    if content_type.starts_with("application/problem+json") {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(d) = v.get("detail").or_else(|| v.get("title")).and_then(|d| d.as_str()) {
+                return d.to_string();
+            }
+        }
+    }
+    String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string()
+}
+
+/// Parses Retry-After: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_both_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90), "{d:?}");
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn problem_details_are_extracted() {
+        assert_eq!(
+            problem_detail(
+                "application/problem+json",
+                br#"{"title":"Bad","detail":"CSR signature does not verify"}"#
+            ),
+            "CSR signature does not verify"
+        );
+        assert_eq!(problem_detail("text/plain", b"plain reason\n"), "plain reason");
+    }
+
+    #[test]
+    fn urls_and_labels() {
+        let tls = crate::tls::client_config(&crate::tls::ServerTrust::InsecureBootstrap, None).unwrap();
+        let c = EstClient::new("https://127.0.0.1:8443", Some("ldevid"), tls.clone()).unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.base_path.as_str()),
+            ("127.0.0.1", 8443, "/.well-known/est/ldevid")
+        );
+        let c = EstClient::new("https://est.example", None, tls.clone()).unwrap();
+        assert_eq!((c.port, c.base_path.as_str()), (443, "/.well-known/est"));
+        assert!(matches!(EstClient::new("http://est.example", None, tls), Err(ClientError::Url(_))));
+    }
+}

@@ -2,6 +2,7 @@
 //! [`EstConnection`], reused for several requests (keep-alive, HTTP/1.1 or HTTP/2 by ALPN), with
 //! the connection's tls-exporter available for channel binding in the CSR.
 
+use crate::binding::{challenge_password_for, EXPORTER_LABEL};
 use crate::multipart;
 use crate::tls::SeenServerCert;
 use crate::wire::{self, CsrAttr, WireError, MEDIA_PKCS10};
@@ -18,8 +19,6 @@ use x509_cert::Certificate;
 
 /// Largest response body the client reads.
 const MAX_RESPONSE: usize = 256 * 1024;
-/// RFC 9266 exporter label for tls-exporter channel binding.
-pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 
 /// Why an EST exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +66,16 @@ pub enum Enrollment<T> {
         /// The server's Retry-After.
         retry_after: Duration,
     },
+}
+
+impl<T> Enrollment<T> {
+    /// Transforms the issued value, keeping a pending answer as it is.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Enrollment<U> {
+        match self {
+            Enrollment::Done(t) => Enrollment::Done(f(t)),
+            Enrollment::Pending { retry_after } => Enrollment::Pending { retry_after },
+        }
+    }
 }
 
 /// A server-generated key and its certificate (serverkeygen).
@@ -134,6 +143,11 @@ impl EstClient {
     /// SHA-256 of the server certificate seen on the last handshake (for bootstrap display).
     pub fn server_fingerprint(&self) -> Option<[u8; 32]> {
         self.seen.sha256()
+    }
+
+    /// The server certificate seen on the last handshake.
+    pub fn server_certificate(&self) -> Option<Certificate> {
+        shared::pki::cert_from_der(&self.seen.der()?).ok()
     }
 
     /// Opens one TLS connection; requests on it share the TLS session (and its exporter).
@@ -204,7 +218,7 @@ impl EstConnection {
 
     /// The challengePassword value that binds a CSR to this connection (base64 exporter).
     pub fn channel_binding(&self) -> Option<String> {
-        self.exporter.as_deref().map(shared::b64::encode)
+        self.exporter.as_deref().map(challenge_password_for)
     }
 
     /// HTTP version in use.

@@ -51,7 +51,12 @@ pub struct SeenServerCert(Mutex<Option<Vec<u8>>>);
 impl SeenServerCert {
     /// SHA-256 of the server's end-entity certificate, once a handshake happened.
     pub fn sha256(&self) -> Option<[u8; 32]> {
-        self.0.lock().ok()?.as_deref().map(shared::crypto::sha256)
+        self.der().as_deref().map(shared::crypto::sha256)
+    }
+
+    /// DER of the server's end-entity certificate, once a handshake happened.
+    pub fn der(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.clone()
     }
 }
 

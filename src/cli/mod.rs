@@ -1,6 +1,8 @@
 //! The command-line surface: one subcommand per role or tool, each in its own module.
 
 mod demo;
+mod est;
+mod est_serve;
 mod input;
 mod voucher;
 
@@ -26,7 +28,10 @@ Examples:
   brski demo                                     run the whole foundation flow in-process and explain it
   brski voucher inspect voucher.vcj              show the fields of a voucher (any format, unverified)
   brski voucher verify voucher.vcj --trust vendor-ca.pem --nonce -_XE9zK9q8Ll1qylMtLKeg
-  brski voucher sign --in voucher.json --key file:masa.key --cert masa.pem --format jws > voucher.vjj";
+  brski voucher sign --in voucher.json --key file:masa.key --cert masa.pem --format jws > voucher.vjj
+  brski est cacerts --server https://est.example:8443 --insecure-bootstrap --out ca.pem
+  brski est enroll --server https://est.example:8443 --ca ca.pem --user dev --password s3cret \\
+                   --subject CN=device-42 --san dns:device-42.campus --out-dir ./device-42";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -36,6 +41,9 @@ enum Command {
     /// Inspect, verify and sign vouchers and voucher-requests (CMS, JWS or COSE).
     #[command(subcommand)]
     Voucher(voucher::VoucherCommand),
+    /// A general EST client (RFC 7030) for any EST server.
+    #[command(subcommand)]
+    Est(est::EstCommand),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -43,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Voucher(c) => voucher::run(c),
+        Command::Est(c) => est::run(c),
     }
 }
 

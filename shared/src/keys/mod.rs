@@ -9,7 +9,7 @@ mod file;
 mod software;
 mod uri;
 
-pub use file::{generate_key_file, load_key_file};
+pub use file::{generate_key_file, load_key_file, write_key_file};
 pub use software::SoftwareKey;
 pub use uri::{load_signer, KeyUri};
 

@@ -1,0 +1,151 @@
+//! `brski est serve --dev`: a standalone EST CA for trying EST and for interop testing. It
+//! creates (or reuses) a CA and a server certificate for 127.0.0.1 / localhost under the state
+//! directory, records every issued certificate in the store, and prints how to enroll.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use est::authority::LocalCa;
+use est::server::{
+    hash_password, router, server_tls_config, AuthRequirement, BindingPolicy, EstServerConfig, LabelPolicy,
+};
+use shared::keys::{generate_key_file, load_key_file, Algorithm, Signer};
+use shared::pki::{self, CertificateAuthority, Profile, San};
+use shared::store::SqliteStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use x509_cert::Certificate;
+
+const DAY: Duration = Duration::from_secs(86400);
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Zero-config development mode (the only mode so far): own CA and server certificate in --state.
+    #[arg(long)]
+    dev: bool,
+    /// State directory: ca.pem, ca.key, server.pem, server.key, brski.db.
+    #[arg(long)]
+    state: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// HTTP Basic user accepted for enrollment.
+    #[arg(long, requires = "password")]
+    user: Option<String>,
+    /// Password of --user (stored only as an argon2 hash in memory).
+    #[arg(long, requires = "user")]
+    password: Option<String>,
+    /// Require RFC 9266 channel binding in every CSR (default: checked when present).
+    #[arg(long)]
+    require_binding: bool,
+}
+
+/// Runs the server until the process is stopped.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if !a.dev {
+        bail!("only the development mode exists so far: add --dev (a config-file mode comes next)");
+    }
+    std::fs::create_dir_all(&a.state).with_context(|| format!("creating {}", a.state.display()))?;
+    let ca = dev_ca(&a.state)?;
+    let (server_chain, server_key) = dev_server_cert(&a.state, &ca)?;
+    let store = Arc::new(SqliteStore::open(&a.state.join("brski.db")).await?);
+    let mut profile = Profile::end_entity(365 * DAY);
+    profile.extended_key_usage = vec![const_oid::db::rfc5280::ID_KP_CLIENT_AUTH];
+    let mut policy = LabelPolicy::new(profile);
+    policy.client_cert_anchors = vec![ca.certificate().clone()];
+    policy.auth = AuthRequirement::Either;
+    policy.binding = if a.require_binding { BindingPolicy::Require } else { BindingPolicy::Accept };
+    policy.serverkeygen = true;
+    if let (Some(u), Some(p)) = (&a.user, &a.password) {
+        policy.basic_users.insert(u.clone(), hash_password(p)?);
+    }
+    let config = EstServerConfig::default().with_label("", policy);
+    let ca_cert = ca.certificate().clone();
+    let authority = Arc::new(LocalCa::new(ca, store, config.profiles()));
+    let app = router(config, authority)?;
+    let tls = Arc::new(server_tls_config(server_chain, server_key)?);
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    print_banner(&a, &ca_cert, listener.local_addr()?);
+    est::server::serve(listener, tls, app).await?;
+    Ok(())
+}
+
+/// Reuses DIR/ca.pem + DIR/ca.key, or creates them.
+fn dev_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
+    let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+    if cert_path.exists() && key_path.exists() {
+        let cert = pki::cert_from_pem(&std::fs::read_to_string(&cert_path)?)?;
+        return Ok(CertificateAuthority::new(cert, Box::new(load_key_file(&key_path)?))?);
+    }
+    let key = generate_key_file(&key_path, Algorithm::Es256)?;
+    let cert = pki::create_ca("CN=brski EST development CA", &key, 3650 * DAY, Some(0))?;
+    std::fs::write(&cert_path, pki::cert_to_pem(&cert)?)?;
+    Ok(CertificateAuthority::new(cert, Box::new(key))?)
+}
+
+type ServerIdentity =
+    (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>);
+
+/// Reuses or issues DIR/server.pem (127.0.0.1, ::1, localhost; serverAuth + cmcRA) and its key.
+fn dev_server_cert(dir: &Path, ca: &CertificateAuthority) -> anyhow::Result<ServerIdentity> {
+    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
+    let key = if key_path.exists() {
+        load_key_file(&key_path)?
+    } else {
+        generate_key_file(&key_path, Algorithm::Es256)?
+    };
+    let cert = match std::fs::read_to_string(&cert_path) {
+        Ok(pem) => pki::cert_from_pem(&pem)?,
+        Err(_) => {
+            let cert = issue_server_cert(ca, &key)?;
+            std::fs::write(&cert_path, pki::cert_to_pem(&cert)?)?;
+            cert
+        }
+    };
+    let chain = [cert, ca.certificate().clone()]
+        .iter()
+        .map(|c| pki::cert_to_der(c).map(rustls::pki_types::CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pkcs8 = key.to_pkcs8_der()?;
+    Ok((chain, rustls::pki_types::PrivateKeyDer::Pkcs8(pkcs8.to_vec().into())))
+}
+
+fn issue_server_cert(ca: &CertificateAuthority, key: &dyn Signer) -> anyhow::Result<Certificate> {
+    let mut profile = Profile::end_entity(825 * DAY);
+    profile.extended_key_usage = vec![
+        const_oid::db::rfc5280::ID_KP_SERVER_AUTH,
+        const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.28"),
+    ];
+    profile.san = vec![San::Ip("127.0.0.1".parse()?), San::Ip("::1".parse()?), San::Dns("localhost".into())];
+    let csr = pki::Csr::verify_der(&pki::build_csr(&pki::parse_name("CN=localhost")?, &[], key)?)?;
+    Ok(ca.issue(&csr, &profile)?)
+}
+
+fn print_banner(a: &ServeArgs, ca: &Certificate, addr: SocketAddr) {
+    let der = pki::cert_to_der(ca).unwrap_or_default();
+    let ca_pem = a.state.join("ca.pem");
+    let url = format!("https://{addr}/.well-known/est");
+    println!("brski EST development server on https://{addr}");
+    println!("  CA:       {} (SHA-256 {})", ca_pem.display(), hex::encode(shared::crypto::sha256(&der)));
+    println!("  server:   {} (127.0.0.1, ::1, localhost)", a.state.join("server.pem").display());
+    println!("  store:    {}", a.state.join("brski.db").display());
+    let auth = match (&a.user, &a.password) {
+        (Some(u), Some(p)) => format!("-u '{u}:{p}'"),
+        _ => "--cert client.pem --key client.key".into(),
+    };
+    println!("\nEnroll with curl and openssl:");
+    println!("  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=device-1 -outform DER | openssl base64 > device.csr.b64");
+    println!("  curl --cacert {} {auth} -H 'Content-Type: application/pkcs10' --data-binary @device.csr.b64 {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs", ca_pem.display());
+    println!("or with brski:");
+    let basic = match (&a.user, &a.password) {
+        (Some(u), Some(p)) => format!(" --user '{u}' --password '{p}'"),
+        _ => String::new(),
+    };
+    println!(
+        "  brski est enroll --server https://{addr} --ca {}{basic} --subject CN=device-1 --out-dir device-1",
+        ca_pem.display()
+    );
+}

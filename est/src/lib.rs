@@ -3,10 +3,10 @@
 //! `wire` holds the sans-IO message formats every EST peer shares: base64 bodies, certs-only
 //! responses, CSR attributes and the media types.
 
-pub mod client;
-pub mod multipart;
-pub mod tls;
-pub mod wire;
 pub mod authority;
 pub mod binding;
+pub mod client;
+pub mod multipart;
 pub mod server;
+pub mod tls;
+pub mod wire;

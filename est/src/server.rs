@@ -667,15 +667,18 @@ async fn handle(State(st): State<Arc<ServerState>>, req: Request) -> Response {
         };
     match result {
         Ok(resp) => {
-            tracing::info!(%method, label = %label, op = %op_name, status = resp.status().as_u16(), remote = ?conn.remote, "EST request served");
+            let status = resp.status().as_u16();
+            let remote = conn.remote;
+            tracing::info!(%method, %label, op = %op_name, status, ?remote, "EST request served");
             resp
         }
         Err(e) => {
             let status = e.status().as_u16();
+            let remote = conn.remote;
             if status >= 500 {
-                tracing::error!(%method, %path, status, remote = ?conn.remote, error = %e, "EST request failed");
+                tracing::error!(%method, %path, status, ?remote, error = %e, "EST request failed");
             } else {
-                tracing::warn!(%method, %path, status, remote = ?conn.remote, error = %e, "EST request refused");
+                tracing::warn!(%method, %path, status, ?remote, error = %e, "EST request refused");
             }
             e.into_response()
         }
@@ -1066,13 +1069,17 @@ async fn enroll(
     match st.authority.authorize(&ctx).await {
         Decision::Approve => {}
         Decision::Pending { retry_after_secs } => {
-            tracing::info!(label, op = operation.as_str(), who = %identity.describe(), retry_after_secs, "EST request pending");
-            return Ok((
-                StatusCode::ACCEPTED,
-                [(header::RETRY_AFTER, retry_after_secs.to_string()), (header::CONTENT_TYPE, "text/plain".into())],
-                format!("request accepted and pending approval; send the same request again in {retry_after_secs} seconds\n"),
-            )
-                .into_response());
+            let (op, who) = (operation.as_str(), identity.describe());
+            tracing::info!(label, op, %who, retry_after_secs, "EST request pending");
+            let text = format!(
+                "request accepted and pending approval; \
+                 send the same request again in {retry_after_secs} seconds\n"
+            );
+            let headers = [
+                (header::RETRY_AFTER, retry_after_secs.to_string()),
+                (header::CONTENT_TYPE, "text/plain".to_string()),
+            ];
+            return Ok((StatusCode::ACCEPTED, headers, text).into_response());
         }
         Decision::Deny(reason) => return Err(EstError::Denied(reason)),
     }
@@ -1080,7 +1087,8 @@ async fn enroll(
         return serverkeygen(st, label, &csr, &identity).await;
     }
     let cert = st.authority.issue(label, &csr).await?;
-    tracing::info!(label, op = operation.as_str(), who = %identity.describe(), serial = %serial_hex(&cert), "certificate issued");
+    let (op, who, serial) = (operation.as_str(), identity.describe(), serial_hex(&cert));
+    tracing::info!(label, op, %who, %serial, "certificate issued");
     let der = wire::certs_only(&[cert]).map_err(|e| EstError::Internal(e.to_string()))?;
     Ok(base64_response(wire::MEDIA_CERTS_ONLY, &der))
 }
@@ -1093,7 +1101,8 @@ async fn serverkeygen(
 ) -> Result<Response, EstError> {
     let key = SoftwareKey::generate(Algorithm::Es256).map_err(|e| EstError::Internal(e.to_string()))?;
     let cert = st.authority.issue_for_key(label, csr, &key).await?;
-    tracing::info!(label, who = %identity.describe(), serial = %serial_hex(&cert), "certificate issued for a server-generated key");
+    let (who, serial) = (identity.describe(), serial_hex(&cert));
+    tracing::info!(label, %who, %serial, "certificate issued for a server-generated key");
     let certs = wire::certs_only(&[cert]).map_err(|e| EstError::Internal(e.to_string()))?;
     let pkcs8 = key.to_pkcs8_der().map_err(|e| EstError::Internal(e.to_string()))?;
     let mut rnd = [0u8; 12];

@@ -160,7 +160,7 @@ fn parse_fingerprint(s: &str) -> anyhow::Result<[u8; 32]> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("a SHA-256 fingerprint has 32 bytes (64 hex digits)"))
 }
 
-fn client(
+pub fn client(
     c: &CommonArgs,
     identity: Option<(Vec<Certificate>, Arc<dyn Signer>)>,
 ) -> anyhow::Result<EstClient> {

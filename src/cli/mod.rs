@@ -1,5 +1,6 @@
 //! The command-line surface: one subcommand per role or tool, each in its own module.
 
+mod bench;
 mod demo;
 mod est;
 mod est_serve;
@@ -41,9 +42,12 @@ enum Command {
     /// Inspect, verify and sign vouchers and voucher-requests (CMS, JWS or COSE).
     #[command(subcommand)]
     Voucher(voucher::VoucherCommand),
-    /// A general EST client (RFC 7030) for any EST server.
+    /// A general EST client (RFC 7030) for any EST server, and an EST server (`est serve`).
     #[command(subcommand)]
     Est(est::EstCommand),
+    /// Load generators against any server (`bench est`).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -52,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Voucher(c) => voucher::run(c),
         Command::Est(c) => est::run(c),
+        Command::Bench(c) => bench::run(c),
     }
 }
 

@@ -11,6 +11,7 @@ use est::server::{
 use shared::keys::{generate_key_file, load_key_file, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
 use shared::store::SqliteStore;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,28 +125,46 @@ fn issue_server_cert(ca: &CertificateAuthority, key: &dyn Signer) -> anyhow::Res
     Ok(ca.issue(&csr, &profile)?)
 }
 
+/// Prints what was made and how to enroll. Write errors (a closed stdout) are ignored: the
+/// server must keep serving when nobody reads its banner.
 fn print_banner(a: &ServeArgs, ca: &Certificate, addr: SocketAddr) {
+    let _ = write_banner(&mut std::io::stdout().lock(), a, ca, addr);
+}
+
+fn write_banner(
+    out: &mut impl Write,
+    a: &ServeArgs,
+    ca: &Certificate,
+    addr: SocketAddr,
+) -> std::io::Result<()> {
     let der = pki::cert_to_der(ca).unwrap_or_default();
     let ca_pem = a.state.join("ca.pem");
     let url = format!("https://{addr}/.well-known/est");
-    println!("brski EST development server on https://{addr}");
-    println!("  CA:       {} (SHA-256 {})", ca_pem.display(), hex::encode(shared::crypto::sha256(&der)));
-    println!("  server:   {} (127.0.0.1, ::1, localhost)", a.state.join("server.pem").display());
-    println!("  store:    {}", a.state.join("brski.db").display());
+    writeln!(out, "brski EST development server on https://{addr}")?;
+    writeln!(
+        out,
+        "  CA:       {} (SHA-256 {})",
+        ca_pem.display(),
+        hex::encode(shared::crypto::sha256(&der))
+    )?;
+    writeln!(out, "  server:   {} (127.0.0.1, ::1, localhost)", a.state.join("server.pem").display())?;
+    writeln!(out, "  store:    {}", a.state.join("brski.db").display())?;
     let auth = match (&a.user, &a.password) {
         (Some(u), Some(p)) => format!("-u '{u}:{p}'"),
         _ => "--cert client.pem --key client.key".into(),
     };
-    println!("\nEnroll with curl and openssl:");
-    println!("  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=device-1 -outform DER | openssl base64 > device.csr.b64");
-    println!("  curl --cacert {} {auth} -H 'Content-Type: application/pkcs10' --data-binary @device.csr.b64 {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs", ca_pem.display());
-    println!("or with brski:");
+    writeln!(out, "\nEnroll with curl and openssl:")?;
+    writeln!(out, "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=device-1 -outform DER | openssl base64 > device.csr.b64")?;
+    writeln!(out, "  curl --cacert {} {auth} -H 'Content-Type: application/pkcs10' --data-binary @device.csr.b64 {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs", ca_pem.display())?;
+    writeln!(out, "or with brski:")?;
     let basic = match (&a.user, &a.password) {
         (Some(u), Some(p)) => format!(" --user '{u}' --password '{p}'"),
         _ => String::new(),
     };
-    println!(
+    writeln!(
+        out,
         "  brski est enroll --server https://{addr} --ca {}{basic} --subject CN=device-1 --out-dir device-1",
         ca_pem.display()
-    );
+    )?;
+    out.flush()
 }

@@ -922,3 +922,32 @@ async fn curl_tls12_http2_and_connection_close() {
     assert!(err.contains("< connection: close"), "{err}");
     assert!(!err.contains("left intact"), "{err}");
 }
+
+/// HTTP/1.1 responses use conventional header capitalization and a correct Content-Length,
+/// as strict EST clients (libest) expect.
+#[tokio::test(flavor = "multi_thread")]
+async fn http1_headers_are_title_case_with_exact_content_length() {
+    if !peers() {
+        return;
+    }
+    let fx = start().await;
+    let d = fx.dir.path();
+    let out = sh(
+        d,
+        "curl",
+        s(&["-sS", "-i", "--http1.1", "--tls-max", "1.2", "--cacert", "ca.pem", &url(&fx, "cacerts")]),
+    )
+    .await;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("header/body split");
+    assert!(head.contains("\r\nContent-Type: application/pkcs7-mime\r\n"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("Content-Length header in title case")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(len, body.len(), "Content-Length matches the body");
+}

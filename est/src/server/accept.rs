@@ -1,0 +1,128 @@
+//! The accept loop: TLS handshakes, HTTP/1.1 or h2 by ALPN, and the per-connection
+//! [`ConnectionInfo`] every request carries as an extension.
+
+use crate::binding::exporter_value;
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::CertificateDer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// TLS facts of the connection a request arrived on, inserted by [`serve`] as an
+/// `Extension<Arc<ConnectionInfo>>` into every request.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The peer's address.
+    pub remote: Option<SocketAddr>,
+    /// The client certificate chain as sent (leaf first), unvalidated; empty without one.
+    pub peer_certs: Vec<CertificateDer<'static>>,
+    /// RFC 9266 `tls-exporter` (32 bytes). TLS 1.2 connections always have Extended Master
+    /// Secret here ([`server_tls_config`](crate::server::server_tls_config) requires it), so the
+    /// value is sound on both versions.
+    pub exporter: Option<[u8; 32]>,
+    /// The negotiated TLS version.
+    pub protocol: Option<rustls::ProtocolVersion>,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl ConnectionInfo {
+    /// Facts of a rustls server connection after its handshake.
+    pub fn from_connection(conn: &rustls::ServerConnection, remote: Option<SocketAddr>) -> Self {
+        ConnectionInfo {
+            remote,
+            peer_certs: conn
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+            exporter: exporter_value(conn),
+            protocol: conn.protocol_version(),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// Timeouts of the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Longest TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Longest wait for a complete HTTP/1.1 request head.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Accepts TLS connections on `listener` and serves `router` on each (HTTP/1.1 or h2 by ALPN),
+/// inserting the connection's [`ConnectionInfo`] into every request. Runs until the task is
+/// dropped; accept errors are logged and retried.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+) -> std::io::Result<()> {
+    serve_with(listener, tls, router, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit timeouts.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    opts: ServeOptions,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let info = Arc::new(ConnectionInfo::from_connection(stream.get_ref().1, Some(remote)));
+            let svc = TowerToHyperService::new(router.layer(Extension(info)));
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // Conventional header capitalization (Content-Type, Retry-After): strict HTTP/1.1
+            // parsers in deployed EST clients (libest) compare header names case-sensitively.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(opts.header_read_timeout)
+                .title_case_headers(true);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(10));
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

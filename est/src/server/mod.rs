@@ -1,0 +1,42 @@
+//! The EST server (RFC 7030 as clarified by RFC 8951, RFC 9266 channel binding): per-label
+//! policy, the axum router for `/.well-known/est[/<label>]/<operation>`, the TLS
+//! configuration, and an accept loop that hands each request its connection's TLS facts.
+//!
+//! Every refusal is an [`EstError`], turned into HTTP in one place (its
+//! [`IntoResponse`](axum::response::IntoResponse) implementation): the precise status, an
+//! RFC 9457 `application/problem+json` body, and any header the status needs
+//! (`WWW-Authenticate`, `Allow`).
+//!
+//! Layout, one concept per module (each imports only modules below it, never its importer):
+//!
+//! * `config`: label policies and limits ([`EstServerConfig`], [`LabelPolicy`]);
+//! * `password`: argon2 PHC hashes for HTTP Basic users ([`hash_password`]);
+//! * `error`: [`EstError`] and its single mapping to HTTP + RFC 9457 body;
+//! * `tls`: [`server_tls_config`] and its optional client-certificate verifier;
+//! * `accept`: the accept loop ([`serve`]) and the per-connection [`ConnectionInfo`];
+//! * `credential_cache`: recently verified Basic credentials, so argon2 runs once per TTL;
+//! * `state`: what every handler shares (configuration, authority, credential cache);
+//! * `auth`: HTTP Basic and TLS client-certificate authentication;
+//! * `handlers`: one module per EST operation, plus request/response bodies and CSR checks;
+//! * `routes`: [`router`], path splitting and dispatch to the handlers.
+
+mod accept;
+mod auth;
+mod config;
+mod credential_cache;
+mod error;
+mod handlers;
+mod password;
+mod routes;
+mod state;
+mod tls;
+
+pub use accept::{serve, serve_with, ConnectionInfo, ServeOptions};
+pub use config::{
+    AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT, OPERATIONS,
+};
+pub use error::{EstError, MEDIA_PROBLEM, WWW_AUTHENTICATE_BASIC};
+pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
+pub use password::{hash_password, verify_password};
+pub use routes::router;
+pub use tls::server_tls_config;

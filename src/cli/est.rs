@@ -296,7 +296,7 @@ async fn reenroll(a: ReenrollArgs) -> anyhow::Result<()> {
     let current_key: Arc<dyn Signer> = Arc::from(shared::keys::load_signer(key_uri)?);
     let leaf = current.first().context("empty certificate file")?;
     let subject = leaf.tbs_certificate().subject().clone();
-    let sans = current_sans(leaf);
+    let sans = pki::certificate_san(leaf);
     std::fs::create_dir_all(&a.out_dir)?;
     let client = client(&a.common, Some((current.clone(), current_key.clone())))?;
     let issued = if a.rekey {
@@ -317,29 +317,6 @@ async fn reenroll(a: ReenrollArgs) -> anyhow::Result<()> {
         with_retry(&client, Duration::from_secs(a.max_wait), &request).await?.0
     };
     write_outputs(&client, &a.out_dir, &issued).await
-}
-
-fn current_sans(cert: &Certificate) -> Vec<San> {
-    let Ok(Some((_, san))) = cert.tbs_certificate().get_extension::<x509_cert::ext::pkix::SubjectAltName>()
-    else {
-        return Vec::new();
-    };
-    san.0
-        .iter()
-        .filter_map(|g| match g {
-            x509_cert::ext::pkix::name::GeneralName::DnsName(d) => Some(San::Dns(d.to_string())),
-            x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(u) => {
-                Some(San::Uri(u.to_string()))
-            }
-            x509_cert::ext::pkix::name::GeneralName::Rfc822Name(e) => Some(San::Email(e.to_string())),
-            x509_cert::ext::pkix::name::GeneralName::IpAddress(o) => match o.as_bytes().len() {
-                4 => <[u8; 4]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
-                16 => <[u8; 16]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
 }
 
 /// What to ask for; the CSR is rebuilt on every connection, since channel binding ties it to

@@ -7,7 +7,6 @@ use crate::verified::Verified;
 use const_oid::db::rfc5912::{ID_CE_SUBJECT_ALT_NAME, ID_EXTENSION_REQ};
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode};
-use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::Extensions;
 use x509_cert::name::Name;
@@ -133,21 +132,7 @@ impl Csr {
         let Ok(san) = SubjectAltName::from_der(ext.extn_value.as_bytes()) else {
             return Vec::new();
         };
-        san.0.iter().filter_map(san_from_general_name).collect()
-    }
-}
-
-fn san_from_general_name(g: &GeneralName) -> Option<San> {
-    match g {
-        GeneralName::DnsName(s) => Some(San::Dns(s.to_string())),
-        GeneralName::UniformResourceIdentifier(s) => Some(San::Uri(s.to_string())),
-        GeneralName::Rfc822Name(s) => Some(San::Email(s.to_string())),
-        GeneralName::IpAddress(o) => match o.as_bytes().len() {
-            4 => <[u8; 4]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
-            16 => <[u8; 16]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
-            _ => None,
-        },
-        _ => None,
+        san.0.iter().filter_map(San::from_general_name).collect()
     }
 }
 

@@ -68,3 +68,13 @@ pub fn idevid_issuer(cert: &Certificate) -> Vec<u8> {
     };
     OctetString::new(aki_der).and_then(|o| o.to_der()).unwrap_or_default()
 }
+
+/// The subjectAltName entries of a certificate, in the [`super::San`] forms a CSR can request
+/// (re-enrollment must repeat them exactly).
+pub fn certificate_san(cert: &Certificate) -> Vec<super::San> {
+    let Ok(Some((_, san))) = cert.tbs_certificate().get_extension::<x509_cert::ext::pkix::SubjectAltName>()
+    else {
+        return Vec::new();
+    };
+    san.0.iter().filter_map(super::San::from_general_name).collect()
+}

@@ -13,7 +13,9 @@ pub use ca::{create_ca, masa_url_extension, CertificateAuthority};
 pub use chain::{verify_chain, ChainError};
 pub use csr::{build_csr, Csr, CsrError};
 pub use csr::{CHALLENGE_PASSWORD, MAX_CSR_LEN};
-pub use idevid::{idevid_issuer, masa_url, serial_number, spki_der, subject_key_id, IDEVID_MASA_URL_OID};
+pub use idevid::{
+    certificate_san, idevid_issuer, masa_url, serial_number, spki_der, subject_key_id, IDEVID_MASA_URL_OID,
+};
 pub use names::{name_with_serial, parse_name};
 pub use profile::{KeyUsageBit, Profile, San, SubjectRule};
 

@@ -21,6 +21,21 @@ pub enum San {
 }
 
 impl San {
+    /// Reads a GeneralName of a kind brski uses (DNS, URI, IP, email); other kinds give None.
+    pub fn from_general_name(g: &GeneralName) -> Option<San> {
+        match g {
+            GeneralName::DnsName(s) => Some(San::Dns(s.to_string())),
+            GeneralName::UniformResourceIdentifier(s) => Some(San::Uri(s.to_string())),
+            GeneralName::Rfc822Name(s) => Some(San::Email(s.to_string())),
+            GeneralName::IpAddress(o) => match o.as_bytes().len() {
+                4 => <[u8; 4]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
+                16 => <[u8; 16]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The X.509 GeneralName for this entry.
     pub fn to_general_name(&self) -> Result<GeneralName, der::Error> {
         Ok(match self {

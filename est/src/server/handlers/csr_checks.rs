@@ -8,30 +8,7 @@ use crate::server::error::EstError;
 use crate::server::state::ServerState;
 use der::Encode;
 use shared::pki::{spki_der, Csr, San};
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
-
-/// subjectAltName entries of a certificate, in the [`San`] forms CSRs can request.
-fn cert_san(cert: &Certificate) -> Vec<San> {
-    let Ok(Some((_, san))) = cert.tbs_certificate().get_extension::<SubjectAltName>() else {
-        return Vec::new();
-    };
-    san.0
-        .iter()
-        .filter_map(|g| match g {
-            GeneralName::DnsName(s) => Some(San::Dns(s.to_string())),
-            GeneralName::UniformResourceIdentifier(s) => Some(San::Uri(s.to_string())),
-            GeneralName::Rfc822Name(s) => Some(San::Email(s.to_string())),
-            GeneralName::IpAddress(o) => match o.as_bytes().len() {
-                4 => <[u8; 4]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
-                16 => <[u8; 16]>::try_from(o.as_bytes()).ok().map(|b| San::Ip(b.into())),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
 
 /// The names of `v` in a canonical order, for comparing two name sets.
 fn sorted_san(mut v: Vec<San>) -> Vec<String> {
@@ -49,7 +26,7 @@ pub(crate) fn check_same_names(csr: &Csr, current: &Certificate) -> Result<(), E
             csr.subject()
         )));
     }
-    if sorted_san(csr.requested_san()) != sorted_san(cert_san(current)) {
+    if sorted_san(csr.requested_san()) != sorted_san(shared::pki::certificate_san(current)) {
         return Err(EstError::NameChanged(
             "the CSR's subjectAltName differs from the current certificate's".into(),
         ));

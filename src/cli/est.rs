@@ -82,22 +82,12 @@ pub struct CacertsArgs {
     confirm_fingerprint: Option<String>,
 }
 
+/// How a new request is made: key type, channel binding, patience with 202 answers.
 #[derive(Debug, Args)]
-pub struct EnrollArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Subject of the request (RFC 4514), e.g. "CN=device-42,O=Campus".
-    #[arg(long)]
-    subject: String,
-    /// subjectAltName entries: dns:NAME, uri:URI, ip:ADDR, email:ADDR (repeatable).
-    #[arg(long = "san")]
-    sans: Vec<String>,
+pub struct RequestOptions {
     /// Key type for a new key: p256 (default), p384, ed25519.
     #[arg(long, default_value = "p256")]
     key_type: String,
-    /// Directory for key.pem (0600), cert.pem and chain.pem.
-    #[arg(long)]
-    out_dir: PathBuf,
     /// Do not put the TLS channel binding (RFC 9266 tls-exporter) into the CSR.
     #[arg(long)]
     no_binding: bool,
@@ -106,25 +96,42 @@ pub struct EnrollArgs {
     max_wait: u64,
 }
 
+impl RequestOptions {
+    fn algorithm(&self) -> anyhow::Result<Algorithm> {
+        Algorithm::from_cli_name(&self.key_type)
+            .with_context(|| format!("unknown key type '{}'", self.key_type))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    request: RequestOptions,
+    /// Subject of the request (RFC 4514), e.g. "CN=device-42,O=Campus".
+    #[arg(long)]
+    subject: String,
+    /// subjectAltName entries: dns:NAME, uri:URI, ip:ADDR, email:ADDR (repeatable).
+    #[arg(long = "san")]
+    sans: Vec<String>,
+    /// Directory for key.pem (0600), cert.pem and chain.pem.
+    #[arg(long)]
+    out_dir: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct ReenrollArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Generate a new key (rekey) instead of renewing with the current one.
+    #[command(flatten)]
+    request: RequestOptions,
+    /// Generate a new key (rekey, of --key-type) instead of renewing with the current one.
     #[arg(long)]
     rekey: bool,
-    /// Key type for --rekey: p256 (default), p384, ed25519.
-    #[arg(long, default_value = "p256")]
-    key_type: String,
     /// Directory for cert.pem (and key.pem with --rekey).
     #[arg(long)]
     out_dir: PathBuf,
-    /// Do not put the TLS channel binding into the CSR.
-    #[arg(long)]
-    no_binding: bool,
-    /// Longest total wait when the server answers 202 (seconds).
-    #[arg(long, default_value_t = 300)]
-    max_wait: u64,
 }
 
 pub fn run(cmd: EstCommand) -> anyhow::Result<ExitCode> {
@@ -266,8 +273,7 @@ enum Op {
 }
 
 async fn enroll(a: EnrollArgs, op: Op) -> anyhow::Result<()> {
-    let alg = Algorithm::from_cli_name(&a.key_type)
-        .with_context(|| format!("unknown key type '{}'", a.key_type))?;
+    let alg = a.request.algorithm()?;
     let sans = a.sans.iter().map(|s| parse_san(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let subject = pki::parse_name(&a.subject)?;
     std::fs::create_dir_all(&a.out_dir)?;
@@ -278,8 +284,8 @@ async fn enroll(a: EnrollArgs, op: Op) -> anyhow::Result<()> {
     // For serverkeygen the CSR key only proves the request; the server generates the real one.
     let key = SoftwareKey::generate(alg)?;
     let client = client(&a.common, None)?;
-    let request = Request { subject, sans, key: &key, binding: !a.no_binding, op };
-    let (issued, server_key) = with_retry(&client, Duration::from_secs(a.max_wait), &request).await?;
+    let request = Request { subject, sans, key: &key, binding: !a.request.no_binding, op };
+    let (issued, server_key) = with_retry(&client, Duration::from_secs(a.request.max_wait), &request).await?;
     let written_key = match server_key {
         Some(pkcs8) => SoftwareKey::from_pkcs8_der(&pkcs8)?,
         None => key,
@@ -300,21 +306,26 @@ async fn reenroll(a: ReenrollArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out_dir)?;
     let client = client(&a.common, Some((current.clone(), current_key.clone())))?;
     let issued = if a.rekey {
-        let alg = Algorithm::from_cli_name(&a.key_type)
-            .with_context(|| format!("unknown key type '{}'", a.key_type))?;
+        let alg = a.request.algorithm()?;
         let key_path = a.out_dir.join("key.pem");
         if key_path.exists() {
             bail!("{} already exists; refusing to overwrite a private key", key_path.display());
         }
         let new_key = SoftwareKey::generate(alg)?;
-        let request = Request { subject, sans, key: &new_key, binding: !a.no_binding, op: Op::Reenroll };
-        let (issued, _) = with_retry(&client, Duration::from_secs(a.max_wait), &request).await?;
+        let request =
+            Request { subject, sans, key: &new_key, binding: !a.request.no_binding, op: Op::Reenroll };
+        let (issued, _) = with_retry(&client, Duration::from_secs(a.request.max_wait), &request).await?;
         shared::keys::write_key_file(&key_path, &new_key)?;
         issued
     } else {
-        let request =
-            Request { subject, sans, key: current_key.as_ref(), binding: !a.no_binding, op: Op::Reenroll };
-        with_retry(&client, Duration::from_secs(a.max_wait), &request).await?.0
+        let request = Request {
+            subject,
+            sans,
+            key: current_key.as_ref(),
+            binding: !a.request.no_binding,
+            op: Op::Reenroll,
+        };
+        with_retry(&client, Duration::from_secs(a.request.max_wait), &request).await?.0
     };
     write_outputs(&client, &a.out_dir, &issued).await
 }

@@ -34,20 +34,15 @@ impl Drop for DevServer {
 }
 
 fn start(state: &Path) -> DevServer {
+    let state = state.to_str().unwrap();
+    let args = ["--state", state, "--listen", "127.0.0.1:0", "--user", "dev", "--password", "s3cret"];
+    spawn_server(&[&["est", "serve", "--dev"][..], &args[..]].concat())
+}
+
+/// Starts `brski <args>` and reads the server URL from the first line it prints.
+fn spawn_server(args: &[&str]) -> DevServer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
-        .args([
-            "est",
-            "serve",
-            "--dev",
-            "--state",
-            state.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--user",
-            "dev",
-            "--password",
-            "s3cret",
-        ])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -57,7 +52,7 @@ fn start(state: &Path) -> DevServer {
     reader.read_line(&mut first).unwrap();
     // Keep draining the banner so the server never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let url = first.trim().rsplit(' ').next().unwrap().to_string();
+    let url = first.split_whitespace().find(|t| t.starts_with("https://")).unwrap_or_default().to_string();
     assert!(url.starts_with("https://127.0.0.1:"), "banner: {first}");
     DevServer { child, url }
 }
@@ -194,4 +189,88 @@ fn est_client_commands_against_the_dev_server() {
         "1",
     ]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn est_serve_from_a_config_file_with_labels_and_hashed_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hash = Command::new(env!("CARGO_BIN_EXE_brski"))
+        .args(["est", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    hash.stdin.take().unwrap().write_all(b"pa55word\n").unwrap();
+    let phc = ok(&hash.wait_with_output().unwrap()).trim().to_string();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/est/est-serve.example.toml")).unwrap();
+    let config = example
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .lines()
+        .map(|l| if l.starts_with("dev = ") { format!("ops = \"{phc}\"") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = dir.path().join("est.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let srv = spawn_server(&["est", "serve", "--config", cfg.to_str().unwrap()]);
+    let ca = dir.path().join("est-state/ca.pem").display().to_string();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    ok(&brski(&[
+        "est",
+        "enroll",
+        "--server",
+        &srv.url,
+        "--ca",
+        &ca,
+        "--user",
+        "ops",
+        "--password",
+        "pa55word",
+        "--subject",
+        "CN=cfg-1",
+        "--out-dir",
+        &d("d1"),
+    ]));
+    // The ldevid label takes client certificates only, requires binding and templates the subject.
+    let key = format!("file:{}", d("d1/key.pem"));
+    let out = ok(&brski(&[
+        "est",
+        "enroll",
+        "--server",
+        &srv.url,
+        "--label",
+        "ldevid",
+        "--ca",
+        &ca,
+        "--cert",
+        &d("d1/cert.pem"),
+        "--key",
+        &key,
+        "--subject",
+        "CN=cfg-2",
+        "--out-dir",
+        &d("d2"),
+    ]));
+    assert!(out.contains("CN=cfg-2,O=Example"), "{out}");
+    let refused = brski(&[
+        "est",
+        "enroll",
+        "--server",
+        &srv.url,
+        "--label",
+        "ldevid",
+        "--ca",
+        &ca,
+        "--user",
+        "ops",
+        "--password",
+        "pa55word",
+        "--subject",
+        "CN=x",
+        "--out-dir",
+        &d("d3"),
+    ]);
+    assert!(!refused.status.success(), "basic auth is not accepted on a client-cert label");
 }

@@ -27,8 +27,10 @@ pub enum EstCommand {
     Reenroll(ReenrollArgs),
     /// Let the server generate the key (POST /serverkeygen); writes key (0600), cert and chain.
     Serverkeygen(EnrollArgs),
-    /// Run an EST server: `--dev` makes its own CA and server certificate under --state.
+    /// Run an EST server: `--config FILE`, or `--dev` (own CA and server certificate in --state).
     Serve(super::est_serve::ServeArgs),
+    /// Read a password from stdin and print its argon2 hash for a config file's `users`.
+    HashPassword,
 }
 
 /// Server, trust and authentication options shared by every EST command.
@@ -144,6 +146,7 @@ pub fn run(cmd: EstCommand) -> anyhow::Result<ExitCode> {
             EstCommand::Serverkeygen(a) => enroll(a, Op::ServerKeygen).await,
             EstCommand::Reenroll(a) => reenroll(a).await,
             EstCommand::Serve(a) => super::est_serve::serve(a).await,
+            EstCommand::HashPassword => hash_password_from_stdin(),
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -403,6 +406,17 @@ async fn write_outputs(client: &EstClient, dir: &Path, issued: &[Certificate]) -
         hex::encode(leaf.tbs_certificate().serial_number().as_bytes()),
         dir.display()
     );
+    Ok(())
+}
+
+fn hash_password_from_stdin() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("empty password on stdin");
+    }
+    println!("{}", est::server::hash_password(password)?);
     Ok(())
 }
 

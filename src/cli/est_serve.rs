@@ -6,7 +6,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use est::authority::LocalCa;
 use est::server::{
-    hash_password, router, server_tls_config, AuthRequirement, BindingPolicy, EstServerConfig, LabelPolicy,
+    hash_password, router, server_tls_config, AuthRequirement, BindingPolicy, EstFileConfig, EstServerConfig,
+    LabelPolicy,
 };
 use shared::keys::{generate_key_file, load_key_file, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
@@ -22,14 +23,17 @@ const DAY: Duration = Duration::from_secs(86400);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Zero-config development mode (the only mode so far): own CA and server certificate in --state.
-    #[arg(long)]
+    /// Configuration file (TOML; see est/est-serve.example.toml).
+    #[arg(long, conflicts_with_all = ["dev", "state", "user", "password", "require_binding"])]
+    config: Option<PathBuf>,
+    /// Zero-config development mode: own CA and server certificate in --state.
+    #[arg(long, requires = "state")]
     dev: bool,
-    /// State directory: ca.pem, ca.key, server.pem, server.key, brski.db.
+    /// State directory of --dev: ca.pem, ca.key, server.pem, server.key, brski.db.
     #[arg(long)]
-    state: PathBuf,
+    state: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8443")]
+    #[arg(long, default_value = "127.0.0.1:8443", conflicts_with = "config")]
     listen: SocketAddr,
     /// HTTP Basic user accepted for enrollment.
     #[arg(long, requires = "password")]
@@ -44,13 +48,90 @@ pub struct ServeArgs {
 
 /// Runs the server until the process is stopped.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    if !a.dev {
-        bail!("only the development mode exists so far: add --dev (a config-file mode comes next)");
+    match (&a.config, &a.state) {
+        (Some(path), _) => serve_config(path).await,
+        (None, Some(state)) if a.dev => serve_dev(&a, state).await,
+        _ => bail!("give --config FILE, or --dev --state DIR"),
     }
-    std::fs::create_dir_all(&a.state).with_context(|| format!("creating {}", a.state.display()))?;
-    let ca = dev_ca(&a.state)?;
-    let (server_chain, server_key) = dev_server_cert(&a.state, &ca)?;
-    let store = Arc::new(SqliteStore::open(&a.state.join("brski.db")).await?);
+}
+
+/// `--config FILE`: an existing (or first-start created) CA, labels and users from the file.
+async fn serve_config(path: &Path) -> anyhow::Result<()> {
+    let cfg = EstFileConfig::load(path)?;
+    std::fs::create_dir_all(&cfg.state).with_context(|| format!("creating {}", cfg.state.display()))?;
+    let ca = config_ca(&cfg)?;
+    let (chain, key) = config_tls(&cfg, &ca)?;
+    let store = Arc::new(SqliteStore::open(&cfg.state.join("brski.db")).await?);
+    let config = cfg.server_config(ca.certificate())?;
+    let labels: Vec<String> =
+        config.labels.keys().map(|l| if l.is_empty() { "(default)".into() } else { l.clone() }).collect();
+    let authority = Arc::new(LocalCa::new(ca, store, config.profiles()));
+    let app = router(config, authority)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "brski EST server on https://{} (labels: {})",
+        listener.local_addr()?,
+        labels.join(", ")
+    );
+    drop(out);
+    est::server::serve(listener, Arc::new(server_tls_config(chain, key)?), app).await?;
+    Ok(())
+}
+
+/// The CA of a config file: loaded, or created when absent and `create_subject` is set.
+fn config_ca(cfg: &EstFileConfig) -> anyhow::Result<CertificateAuthority> {
+    let key_path = file_key_path(&cfg.ca.key);
+    if !cfg.ca.cert.exists() {
+        let (Some(subject), Some(key_path)) = (&cfg.ca.create_subject, &key_path) else {
+            bail!(
+                "{} does not exist (set ca.create_subject and a file: key to create a CA)",
+                cfg.ca.cert.display()
+            );
+        };
+        let key = generate_key_file(key_path, Algorithm::Es256)?;
+        let cert = pki::create_ca(subject, &key, 3650 * DAY, Some(0))?;
+        std::fs::write(&cfg.ca.cert, pki::cert_to_pem(&cert)?)?;
+        return Ok(CertificateAuthority::new(cert, Box::new(key))?);
+    }
+    let cert = pki::cert_from_pem(&std::fs::read_to_string(&cfg.ca.cert)?)?;
+    Ok(CertificateAuthority::new(cert, shared::keys::load_signer(&cfg.ca.key)?)?)
+}
+
+/// The TLS identity of a config file: loaded, or issued by the CA when absent and `names` is set.
+fn config_tls(cfg: &EstFileConfig, ca: &CertificateAuthority) -> anyhow::Result<ServerIdentity> {
+    let key_path = file_key_path(&cfg.tls.key).context("tls.key must be a file: key URI")?;
+    let key = if key_path.exists() {
+        load_key_file(&key_path)?
+    } else {
+        generate_key_file(&key_path, Algorithm::Es256)?
+    };
+    if !cfg.tls.cert.exists() {
+        if cfg.tls.names.is_empty() {
+            bail!("{} does not exist (set tls.names to issue one from the CA)", cfg.tls.cert.display());
+        }
+        let cert = issue_server_cert(ca, &key, &cfg.tls.names)?;
+        std::fs::write(&cfg.tls.cert, pki::cert_to_pem(&cert)?)?;
+    }
+    let certs = pki::certs_from_pem(&std::fs::read(&cfg.tls.cert)?)?;
+    identity(&certs, ca, &key)
+}
+
+fn file_key_path(uri: &str) -> Option<PathBuf> {
+    match uri.parse::<shared::keys::KeyUri>() {
+        Ok(shared::keys::KeyUri::File(p)) => Some(p),
+        _ => None,
+    }
+}
+
+async fn serve_dev(a: &ServeArgs, state: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let ca = dev_ca(state)?;
+    let (server_chain, server_key) = dev_server_cert(state, &ca)?;
+    let store = Arc::new(SqliteStore::open(&state.join("brski.db")).await?);
     let mut profile = Profile::end_entity(365 * DAY);
     profile.extended_key_usage = vec![const_oid::db::rfc5280::ID_KP_CLIENT_AUTH];
     let mut policy = LabelPolicy::new(profile);
@@ -69,7 +150,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
-    print_banner(&a, &ca_cert, listener.local_addr()?);
+    print_banner(a, state, &ca_cert, listener.local_addr()?);
     est::server::serve(listener, tls, app).await?;
     Ok(())
 }
@@ -101,44 +182,61 @@ fn dev_server_cert(dir: &Path, ca: &CertificateAuthority) -> anyhow::Result<Serv
     let cert = match std::fs::read_to_string(&cert_path) {
         Ok(pem) => pki::cert_from_pem(&pem)?,
         Err(_) => {
-            let cert = issue_server_cert(ca, &key)?;
+            let cert = issue_server_cert(ca, &key, &["127.0.0.1".into(), "::1".into(), "localhost".into()])?;
             std::fs::write(&cert_path, pki::cert_to_pem(&cert)?)?;
             cert
         }
     };
-    let chain = [cert, ca.certificate().clone()]
+    identity(&[cert], ca, &key)
+}
+
+/// The rustls chain (server certificate(s), then the CA) and key.
+fn identity(
+    certs: &[Certificate],
+    ca: &CertificateAuthority,
+    key: &shared::keys::SoftwareKey,
+) -> anyhow::Result<ServerIdentity> {
+    let chain = certs
         .iter()
+        .chain(std::iter::once(ca.certificate()))
         .map(|c| pki::cert_to_der(c).map(rustls::pki_types::CertificateDer::from))
         .collect::<Result<Vec<_>, _>>()?;
     let pkcs8 = key.to_pkcs8_der()?;
     Ok((chain, rustls::pki_types::PrivateKeyDer::Pkcs8(pkcs8.to_vec().into())))
 }
 
-fn issue_server_cert(ca: &CertificateAuthority, key: &dyn Signer) -> anyhow::Result<Certificate> {
+/// A server certificate (serverAuth + cmcRA) for DNS names and IP addresses.
+fn issue_server_cert(
+    ca: &CertificateAuthority,
+    key: &dyn Signer,
+    names: &[String],
+) -> anyhow::Result<Certificate> {
     let mut profile = Profile::end_entity(825 * DAY);
     profile.extended_key_usage = vec![
         const_oid::db::rfc5280::ID_KP_SERVER_AUTH,
         const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.28"),
     ];
-    profile.san = vec![San::Ip("127.0.0.1".parse()?), San::Ip("::1".parse()?), San::Dns("localhost".into())];
+    profile.san =
+        names.iter().map(|n| n.parse().map(San::Ip).unwrap_or_else(|_| San::Dns(n.clone()))).collect();
     let csr = pki::Csr::verify_der(&pki::build_csr(&pki::parse_name("CN=localhost")?, &[], key)?)?;
     Ok(ca.issue(&csr, &profile)?)
 }
 
 /// Prints what was made and how to enroll. Write errors (a closed stdout) are ignored: the
 /// server must keep serving when nobody reads its banner.
-fn print_banner(a: &ServeArgs, ca: &Certificate, addr: SocketAddr) {
-    let _ = write_banner(&mut std::io::stdout().lock(), a, ca, addr);
+fn print_banner(a: &ServeArgs, state: &Path, ca: &Certificate, addr: SocketAddr) {
+    let _ = write_banner(&mut std::io::stdout().lock(), a, state, ca, addr);
 }
 
 fn write_banner(
     out: &mut impl Write,
     a: &ServeArgs,
+    state: &Path,
     ca: &Certificate,
     addr: SocketAddr,
 ) -> std::io::Result<()> {
     let der = pki::cert_to_der(ca).unwrap_or_default();
-    let ca_pem = a.state.join("ca.pem");
+    let ca_pem = state.join("ca.pem");
     let url = format!("https://{addr}/.well-known/est");
     writeln!(out, "brski EST development server on https://{addr}")?;
     writeln!(
@@ -147,8 +245,8 @@ fn write_banner(
         ca_pem.display(),
         hex::encode(shared::crypto::sha256(&der))
     )?;
-    writeln!(out, "  server:   {} (127.0.0.1, ::1, localhost)", a.state.join("server.pem").display())?;
-    writeln!(out, "  store:    {}", a.state.join("brski.db").display())?;
+    writeln!(out, "  server:   {} (127.0.0.1, ::1, localhost)", state.join("server.pem").display())?;
+    writeln!(out, "  store:    {}", state.join("brski.db").display())?;
     let auth = match (&a.user, &a.password) {
         (Some(u), Some(p)) => format!("-u '{u}:{p}'"),
         _ => "--cert client.pem --key client.key".into(),

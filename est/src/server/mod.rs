@@ -10,6 +10,7 @@
 //! Layout, one concept per module (each imports only modules below it, never its importer):
 //!
 //! * `config`: label policies and limits ([`EstServerConfig`], [`LabelPolicy`]);
+//! * `file_config`: the TOML file of a standalone server ([`EstFileConfig`]);
 //! * `password`: argon2 PHC hashes for HTTP Basic users ([`hash_password`]);
 //! * `error`: [`EstError`] and its single mapping to HTTP + RFC 9457 body;
 //! * `tls`: [`server_tls_config`] and its optional client-certificate verifier;
@@ -25,6 +26,7 @@ mod auth;
 mod config;
 mod credential_cache;
 mod error;
+mod file_config;
 mod handlers;
 mod password;
 mod routes;
@@ -36,6 +38,7 @@ pub use config::{
     AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT, OPERATIONS,
 };
 pub use error::{EstError, MEDIA_PROBLEM, WWW_AUTHENTICATE_BASIC};
+pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
 pub use password::{hash_password, verify_password};
 pub use routes::router;

@@ -259,11 +259,6 @@ impl Authority for LocalCa {
                 })?;
                 let record =
                     issued_record(&cert, &profile_name).map_err(|e| AuthorityError::Issue(e.to_string()))?;
-                match self.store.record_certificate(&record).await {
-                    Ok(()) => {}
-                    Err(StoreError::Duplicate { .. }) if attempt == 0 => continue,
-                    Err(e) => return Err(e.into()),
-                }
                 let event = AuditEvent {
                     actor: format!("est:{}", if label.is_empty() { "default" } else { label }),
                     action: "est.cert.issued".to_string(),
@@ -275,7 +270,13 @@ impl Authority for LocalCa {
                     }),
                     at: time::OffsetDateTime::now_utc(),
                 };
-                self.store.append_audit(&event).await?;
+                // The certificate and its audit record are committed together, before the
+                // certificate leaves this function.
+                match self.store.record_certificate_audited(&record, &event).await {
+                    Ok(_) => {}
+                    Err(StoreError::Duplicate { .. }) if attempt == 0 => continue,
+                    Err(e) => return Err(e.into()),
+                }
                 return Ok(cert);
             }
             Err(AuthorityError::Issue("serial number collided twice".into()))

@@ -158,6 +158,16 @@ pub trait Store: Send + Sync {
     /// certificate is never overwritten.
     fn record_certificate<'a>(&'a self, cert: &'a IssuedCertificate) -> StoreFuture<'a, ()>;
 
+    /// Records an issued certificate and appends its audit event atomically (one
+    /// transaction): a CA issuing a certificate uses this, so the certificate and its
+    /// audit record exist together or not at all. Returns the audit sequence number;
+    /// a known serial is [`StoreError::Duplicate`] and nothing is written.
+    fn record_certificate_audited<'a>(
+        &'a self,
+        cert: &'a IssuedCertificate,
+        event: &'a AuditEvent,
+    ) -> StoreFuture<'a, u64>;
+
     /// The issued certificate with this serial (hex, any case), if any.
     fn certificate<'a>(&'a self, serial_hex: &'a str) -> StoreFuture<'a, Option<IssuedCertificate>>;
 

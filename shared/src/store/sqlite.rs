@@ -157,29 +157,24 @@ impl SqliteStore {
     }
 
     async fn record_certificate_impl(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
-        let serial = normalize_serial(&cert.serial_hex)?;
-        let result = sqlx::query(
-            "INSERT INTO certificates \
-             (serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&serial)
-        .bind(&cert.issuer)
-        .bind(&cert.subject)
-        .bind(format_time(cert.not_before, "not_before")?)
-        .bind(format_time(cert.not_after, "not_after")?)
-        .bind(&cert.profile)
-        .bind(cert.der.as_slice())
-        .bind(format_time(cert.issued_at, "issued_at")?)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Duplicate { what: "certificate serial", key: serial })
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut tx = self.pool.begin().await?;
+        insert_certificate(&mut tx, cert).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the certificate and its audit event in one transaction (one commit, one fsync):
+    /// neither exists without the other.
+    async fn record_certificate_audited_impl(
+        &self,
+        cert: &IssuedCertificate,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        insert_certificate(&mut tx, cert).await?;
+        let seq = append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(seq)
     }
 
     async fn certificate_impl(&self, serial_hex: &str) -> Result<Option<IssuedCertificate>, StoreError> {
@@ -265,44 +260,10 @@ impl SqliteStore {
     }
 
     async fn append_audit_impl(&self, event: &AuditEvent) -> Result<u64, StoreError> {
-        let at = format_time(event.at, "audit time")?;
-        let detail = canonical_json(&event.detail)?;
         // IMMEDIATE: read the chain tail and append under one write lock, so
         // concurrent appends cannot fork the chain.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let tail = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (prev_seq, prev_hash) = match tail {
-            Some(row) => (seq_from_i64(row.try_get("seq")?)?, row.try_get::<String, _>("hash")?),
-            None => (0, AUDIT_GENESIS_HASH.to_owned()),
-        };
-        let seq = prev_seq + 1;
-        let hash = audit_hash(
-            &prev_hash,
-            &AuditRowText {
-                seq,
-                at: &at,
-                actor: &event.actor,
-                action: &event.action,
-                subject: &event.subject,
-                detail: &detail,
-            },
-        );
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(to_i64(seq, "audit sequence")?)
-        .bind(&at)
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.subject)
-        .bind(&detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+        let seq = append_audit_in(&mut tx, event).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -490,6 +451,76 @@ impl SqliteStore {
     }
 }
 
+/// Inserts an issued certificate inside `tx`; a known serial is a [`StoreError::Duplicate`].
+async fn insert_certificate(
+    tx: &mut sqlx::SqliteConnection,
+    cert: &IssuedCertificate,
+) -> Result<(), StoreError> {
+    let serial = normalize_serial(&cert.serial_hex)?;
+    let result = sqlx::query(
+        "INSERT INTO certificates \
+         (serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&serial)
+    .bind(&cert.issuer)
+    .bind(&cert.subject)
+    .bind(format_time(cert.not_before, "not_before")?)
+    .bind(format_time(cert.not_after, "not_after")?)
+    .bind(&cert.profile)
+    .bind(cert.der.as_slice())
+    .bind(format_time(cert.issued_at, "issued_at")?)
+    .execute(&mut *tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Duplicate { what: "certificate serial", key: serial })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends `event` to the audit hash chain inside `tx` (which must hold the write lock).
+async fn append_audit_in(tx: &mut sqlx::SqliteConnection, event: &AuditEvent) -> Result<u64, StoreError> {
+    let at = format_time(event.at, "audit time")?;
+    let detail = canonical_json(&event.detail)?;
+    let tail = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (prev_seq, prev_hash) = match tail {
+        Some(row) => (seq_from_i64(row.try_get("seq")?)?, row.try_get::<String, _>("hash")?),
+        None => (0, AUDIT_GENESIS_HASH.to_owned()),
+    };
+    let seq = prev_seq + 1;
+    let hash = audit_hash(
+        &prev_hash,
+        &AuditRowText {
+            seq,
+            at: &at,
+            actor: &event.actor,
+            action: &event.action,
+            subject: &event.subject,
+            detail: &detail,
+        },
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(to_i64(seq, "audit sequence")?)
+    .bind(&at)
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.subject)
+    .bind(&detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(seq)
+}
+
 impl Store for SqliteStore {
     fn schema_version(&self) -> StoreFuture<'_, i64> {
         Box::pin(self.schema_version_impl())
@@ -497,6 +528,14 @@ impl Store for SqliteStore {
 
     fn record_certificate<'a>(&'a self, cert: &'a IssuedCertificate) -> StoreFuture<'a, ()> {
         Box::pin(self.record_certificate_impl(cert))
+    }
+
+    fn record_certificate_audited<'a>(
+        &'a self,
+        cert: &'a IssuedCertificate,
+        event: &'a AuditEvent,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(self.record_certificate_audited_impl(cert, event))
     }
 
     fn certificate<'a>(&'a self, serial_hex: &'a str) -> StoreFuture<'a, Option<IssuedCertificate>> {
@@ -834,6 +873,21 @@ mod tests {
         let store = SqliteStore::open(&path).await.expect("reopen");
         assert_eq!(mode(&path), 0o600);
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn certificate_and_audit_event_commit_together() {
+        let (_dir, _path, store) = open_temp().await;
+        let first = cert("00AA00AA00AA00AA", "CN=audited");
+        let seq = store.record_certificate_audited(&first, &event("ca", 1)).await.expect("record");
+        assert_eq!(seq, 1);
+        assert!(store.certificate("00aa00aa00aa00aa").await.expect("lookup").is_some());
+        // A duplicate serial writes neither the certificate nor the audit event.
+        let err =
+            store.record_certificate_audited(&cert("00AA00AA00AA00AA", "CN=dup"), &event("ca", 2)).await;
+        assert!(matches!(err, Err(StoreError::Duplicate { .. })), "{err:?}");
+        assert_eq!(store.audit_events(None, 0, 10).await.expect("events").len(), 1);
+        assert_eq!(store.verify_audit_chain().await.expect("chain"), 1);
     }
 
     #[tokio::test]

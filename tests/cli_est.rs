@@ -5,19 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use tests::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "expected success:\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 /// The dev server process; killed when dropped.

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use tests::success_stdout as ok;
 use tests::vector;
 
 fn brski(args: &[&str]) -> Output {
@@ -13,16 +14,6 @@ fn brski(args: &[&str]) -> Output {
 
 fn v(rel: &str) -> String {
     vector(rel).display().to_string()
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "expected success:\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn rejected(out: &Output) -> String {

@@ -46,6 +46,18 @@ pub fn run_ok(dir: &Path, program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Asserts that a finished command succeeded (showing its stdout and stderr otherwise) and
+/// returns its stdout as text.
+pub fn success_stdout(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "expected success:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Path of a published test vector under testdata/vectors.
 pub fn vector(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors").join(rel)

@@ -5,6 +5,7 @@
 //! these functions with bytes and typed values and move the results over the network.
 
 pub mod b64;
+pub mod brski;
 pub mod crypto;
 pub mod keys;
 pub mod pki;

@@ -41,12 +41,14 @@ pub fn spki_der(cert: &Certificate) -> Vec<u8> {
 /// The subjectKeyIdentifier, or SHA-1 of the subjectPublicKey bits (RFC 5280 method 1) when
 /// the certificate has none.
 pub fn subject_key_id(cert: &Certificate) -> Vec<u8> {
-    if let Some(ski) =
-        extension(cert, ID_CE_SUBJECT_KEY_IDENTIFIER).and_then(|b| SubjectKeyIdentifier::from_der(b).ok())
-    {
-        return ski.0.as_bytes().to_vec();
-    }
-    key_id_of(cert)
+    subject_key_id_extension(cert).unwrap_or_else(|| key_id_of(cert))
+}
+
+/// The subjectKeyIdentifier extension's key id, if the certificate has one.
+pub fn subject_key_id_extension(cert: &Certificate) -> Option<Vec<u8>> {
+    extension(cert, ID_CE_SUBJECT_KEY_IDENTIFIER)
+        .and_then(|b| SubjectKeyIdentifier::from_der(b).ok())
+        .map(|ski| ski.0.as_bytes().to_vec())
 }
 
 pub(crate) fn key_id_of(cert: &Certificate) -> Vec<u8> {

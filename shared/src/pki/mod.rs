@@ -14,7 +14,8 @@ pub use chain::{verify_chain, ChainError};
 pub use csr::{build_csr, Csr, CsrError};
 pub use csr::{CHALLENGE_PASSWORD, MAX_CSR_LEN};
 pub use idevid::{
-    certificate_san, idevid_issuer, masa_url, serial_number, spki_der, subject_key_id, IDEVID_MASA_URL_OID,
+    certificate_san, idevid_issuer, masa_url, serial_number, spki_der, subject_key_id,
+    subject_key_id_extension, IDEVID_MASA_URL_OID,
 };
 pub use names::{name_with_serial, parse_name};
 pub use profile::{KeyUsageBit, Profile, San, SubjectRule};

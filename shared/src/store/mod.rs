@@ -241,6 +241,10 @@ pub trait Store: Send + Sync {
 
     /// The value of a role setting, if set.
     fn get_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>>;
+
+    /// Every setting whose key starts with `prefix`, as `(key, value)` in key order (e.g. all
+    /// records a role keeps under `"masa.owner."`).
+    fn settings_with_prefix<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
 }
 
 /// Typed settings on top of [`Store::put_setting`]/[`Store::get_setting`],

@@ -449,6 +449,17 @@ impl SqliteStore {
             .await?;
         Ok(value)
     }
+
+    async fn settings_with_prefix_impl(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        // Keys are compared with substr, not LIKE, so `%` and `_` in the prefix are literal.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM settings WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
 }
 
 /// Inserts an issued certificate inside `tx`; a known serial is a [`StoreError::Duplicate`].
@@ -607,6 +618,10 @@ impl Store for SqliteStore {
 
     fn get_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
         Box::pin(self.get_setting_impl(key))
+    }
+
+    fn settings_with_prefix<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
+        Box::pin(self.settings_with_prefix_impl(prefix))
     }
 }
 
@@ -1179,6 +1194,18 @@ mod tests {
         let wrong: Result<Option<u32>, _> = store.get_setting_json("masa.urls").await;
         assert!(matches!(wrong, Err(StoreError::Corrupt { .. })));
         assert!(matches!(store.put_setting("", "x").await, Err(StoreError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn settings_by_prefix_are_literal_and_ordered() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("open"));
+        for (k, v) in [("p.b", "2"), ("p.a", "1"), ("p_x", "no"), ("q.a", "no"), ("p.%", "3")] {
+            store.put_setting(k, v).await.expect("put");
+        }
+        let got = store.settings_with_prefix("p.").await.expect("list");
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["p.%", "p.a", "p.b"]);
+        assert!(store.settings_with_prefix("p.%x").await.expect("none").is_empty());
     }
 
     #[tokio::test]

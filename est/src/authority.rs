@@ -48,6 +48,9 @@ pub struct Identity {
     pub client_cert_serial: Option<String>,
     /// The HTTP Basic user name, if the password checked out.
     pub basic_user: Option<String>,
+    /// The validated TLS client certificate itself (an authority may look inside it, e.g. a
+    /// BRSKI registrar reads the IDevID's serialNumber).
+    pub client_cert: Option<Certificate>,
 }
 
 impl Identity {

@@ -8,7 +8,7 @@ use crate::tls::SeenServerCert;
 use crate::wire::{self, CsrAttr, WireError, MEDIA_PKCS10};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -172,6 +172,12 @@ impl EstClient {
         .map_err(|e| cerr(e.to_string()))?;
         let conn = tls.get_ref().1;
         let exporter = conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None).ok().map(|k| k.to_vec());
+        let server_chain = conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| shared::pki::cert_from_der(c.as_ref()).ok())
+            .collect();
         let h2 = conn.alpn_protocol() == Some(b"h2");
         let sender = if h2 {
             let (tx, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
@@ -186,7 +192,7 @@ impl EstClient {
             tokio::spawn(c);
             Sender::H1(tx)
         };
-        Ok(EstConnection { sender, exporter, client: self.clone() })
+        Ok(EstConnection { sender, exporter, server_chain, client: self.clone() })
     }
 }
 
@@ -199,7 +205,29 @@ enum Sender {
 pub struct EstConnection {
     sender: Sender,
     exporter: Option<Vec<u8>>,
+    server_chain: Vec<Certificate>,
     client: EstClient,
+}
+
+/// The answer to a [`EstConnection::post_raw`] request, for protocols other than EST on the
+/// same connection (BRSKI's voucher request and status reports).
+#[derive(Debug, Clone)]
+pub struct RawReply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Content-Type (lower-cased), empty when absent.
+    pub content_type: String,
+    /// Retry-After, if sent (either form).
+    pub retry_after: Option<Duration>,
+    /// The body as received.
+    pub body: Bytes,
+}
+
+impl RawReply {
+    /// The human-readable reason of an error reply (RFC 9457 detail, or the text body).
+    pub fn detail(&self) -> String {
+        problem_detail(&self.content_type, &self.body)
+    }
 }
 
 /// A response: status, content type, body.
@@ -219,6 +247,35 @@ impl EstConnection {
     /// The challengePassword value that binds a CSR to this connection (base64 exporter).
     pub fn channel_binding(&self) -> Option<String> {
         self.exporter.as_deref().map(challenge_password_for)
+    }
+
+    /// The certificate chain the server presented on this connection (end entity first), as
+    /// sent and not validated beyond what the trust mode did (a BRSKI pledge checks it against
+    /// the voucher's pin afterwards).
+    pub fn server_chain(&self) -> &[Certificate] {
+        &self.server_chain
+    }
+
+    /// POSTs `body` as is (no base64) to the absolute `path` on this connection, e.g.
+    /// `/.well-known/brski/requestvoucher`, with `content_type` and an optional `accept`.
+    pub async fn post_raw(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        accept: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<RawReply, ClientError> {
+        let mut headers = vec![(CONTENT_TYPE, content_type.to_string())];
+        if let Some(a) = accept {
+            headers.push((ACCEPT, a.to_string()));
+        }
+        let r = self.exchange(Method::POST, path, headers, Bytes::from(body)).await?;
+        Ok(RawReply {
+            status: r.status,
+            content_type: r.content_type,
+            retry_after: r.retry_after,
+            body: r.body,
+        })
     }
 
     /// HTTP version in use.
@@ -297,20 +354,32 @@ impl EstConnection {
     }
 
     async fn send(&mut self, method: Method, op: &str, csr: Option<&[u8]>) -> Result<Reply, ClientError> {
+        let body = csr.map(|d| Bytes::from(wire::encode_body(d))).unwrap_or_default();
+        let headers = if csr.is_some() { vec![(CONTENT_TYPE, MEDIA_PKCS10.to_string())] } else { Vec::new() };
+        let path = format!("{}/{op}", self.client.base_path);
+        self.exchange(method, &path, headers, body).await
+    }
+
+    /// One request/response on this connection, under the client's timeout.
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: Vec<(HeaderName, String)>,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
         let c = &self.client;
         let authority = if c.host.contains(':') {
             format!("[{}]:{}", c.host, c.port)
         } else {
             format!("{}:{}", c.host, c.port)
         };
-        let body = csr.map(|d| Bytes::from(wire::encode_body(d))).unwrap_or_default();
-        let mut req =
-            Request::builder().method(method).uri(format!("https://{authority}{}/{op}", c.base_path));
+        let mut req = Request::builder().method(method).uri(format!("https://{authority}{path}"));
         if matches!(self.sender, Sender::H1(_)) {
             req = req.header(HOST, authority.as_str());
         }
-        if csr.is_some() {
-            req = req.header(CONTENT_TYPE, MEDIA_PKCS10);
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
         if let Some(b) = &c.basic {
             req = req.header(AUTHORIZATION, b.clone());

@@ -99,20 +99,19 @@ pub(crate) async fn authenticate_enroll(
 ) -> Result<Identity, EstError> {
     let cert = match peer_chain(conn)? {
         None => None,
-        Some((leaf, rest)) => Some(
-            validate_client_cert(st, &leaf, &rest, &policy.client_cert_anchors)
-                .await
-                .map(|()| (leaf.tbs_certificate().subject().to_string(), serial_hex(&leaf))),
-        ),
+        Some((leaf, rest)) => {
+            Some(validate_client_cert(st, &leaf, &rest, &policy.client_cert_anchors).await.map(|()| leaf))
+        }
     };
     let basic = match policy.auth {
         AuthRequirement::ClientCert => None,
         _ => check_basic(&st.verified_basic, policy, label, headers).await,
     };
     let mut id = Identity::default();
-    if let Some(Ok((subject, serial))) = &cert {
-        id.client_cert_subject = Some(subject.clone());
-        id.client_cert_serial = Some(serial.clone());
+    if let Some(Ok(leaf)) = &cert {
+        id.client_cert_subject = Some(leaf.tbs_certificate().subject().to_string());
+        id.client_cert_serial = Some(serial_hex(leaf));
+        id.client_cert = Some(leaf.clone());
     }
     if let Some(Ok(user)) = &basic {
         id.basic_user = Some(user.clone());
@@ -165,6 +164,7 @@ pub(crate) async fn authenticate_reenroll(
         client_cert_subject: Some(leaf.tbs_certificate().subject().to_string()),
         client_cert_serial: Some(serial_hex(&leaf)),
         basic_user: None,
+        client_cert: Some(leaf.clone()),
     };
     Ok((id, leaf))
 }

@@ -166,6 +166,31 @@ pub trait Authority: Send + Sync {
 
     /// True when the certificate with this serial (lower-case hex) has been revoked.
     fn is_revoked<'a>(&'a self, serial_hex: &'a str) -> AuthorityFuture<'a, Result<bool, AuthorityError>>;
+
+    /// Who signs server-generated keys that are returned encrypted under `label` (RFC 7030
+    /// §4.4.2: the key travels in a SignedData "signed by the party that generated the private
+    /// key", inside an EnvelopedData). The default, `None`, means this authority cannot sign
+    /// key packages: serverkeygen requests asking for key encryption are then answered 501.
+    fn key_generator(&self, label: &str) -> Option<KeyGenerator<'_>> {
+        let _ = label;
+        None
+    }
+}
+
+/// The signing identity of a key generator: the key and its certificate chain (the signer's
+/// certificate first, then the certificates above it for the client's path building).
+pub struct KeyGenerator<'a> {
+    /// Signs the key package.
+    pub signer: &'a dyn Signer,
+    /// The signer's certificate, then its chain.
+    pub chain: Vec<Certificate>,
+}
+
+impl std::fmt::Debug for KeyGenerator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let subject = self.chain.first().map(|c| c.tbs_certificate().subject().to_string());
+        f.debug_struct("KeyGenerator").field("signer", &subject).finish_non_exhaustive()
+    }
 }
 
 /// An [`Authority`] over a local [`CertificateAuthority`]: one CA key for every label, a
@@ -288,5 +313,13 @@ impl Authority for LocalCa {
 
     fn is_revoked<'a>(&'a self, serial_hex: &'a str) -> AuthorityFuture<'a, Result<bool, AuthorityError>> {
         Box::pin(async move { Ok(self.store.revocation(serial_hex).await?.is_some()) })
+    }
+
+    /// The local CA generates server-side keys, so its key signs the key packages (with its
+    /// certificate and the chain above it, as `/cacerts` returns them).
+    fn key_generator(&self, label: &str) -> Option<KeyGenerator<'_>> {
+        self.profiles
+            .contains_key(label)
+            .then(|| KeyGenerator { signer: self.ca.signer(), chain: self.ca_certs(label) })
     }
 }

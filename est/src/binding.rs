@@ -47,9 +47,30 @@ pub fn csr_with_challenge_password(
     signer: &dyn Signer,
     password: &str,
 ) -> Result<Vec<u8>, BindingError> {
+    csr_with_binding(subject, san, signer, Some(password), Vec::new())
+}
+
+/// The challengePassword attribute holding `password` (PrintableString).
+pub fn challenge_password_attribute(password: &str) -> Result<Attribute, BindingError> {
     let value = Any::encode_from(&PrintableString::new(password).map_err(err)?).map_err(err)?;
-    let attr = Attribute { oid: CHALLENGE_PASSWORD, values: SetOfVec::try_from(vec![value]).map_err(err)? };
-    csr_with_attributes(subject, san, signer, vec![attr])
+    Ok(Attribute { oid: CHALLENGE_PASSWORD, values: SetOfVec::try_from(vec![value]).map_err(err)? })
+}
+
+/// Builds a DER PKCS#10 request with a challengePassword holding `password` when one is given
+/// (the channel binding) and the `extra` attributes, e.g. a serverkeygen request for key
+/// encryption ([`crate::keypackage::request_attributes`]: SMIMECapabilities and
+/// AsymmetricDecryptKeyIdentifier or DecryptKeyIdentifier).
+pub fn csr_with_binding(
+    subject: &Name,
+    san: &[San],
+    signer: &dyn Signer,
+    password: Option<&str>,
+    mut extra: Vec<Attribute>,
+) -> Result<Vec<u8>, BindingError> {
+    if let Some(pw) = password {
+        extra.insert(0, challenge_password_attribute(pw)?);
+    }
+    csr_with_attributes(subject, san, signer, extra)
 }
 
 /// Builds a DER PKCS#10 request like [`shared::pki::build_csr`] plus further attributes
@@ -93,5 +114,17 @@ mod tests {
         let csr = Csr::verify_der(&der).unwrap();
         assert_eq!(csr.challenge_password().as_deref(), Some(pw.as_str()));
         assert_eq!(csr.requested_san(), vec![San::Dns("dev-1.example".into())]);
+    }
+
+    #[test]
+    fn csr_with_binding_and_key_encryption_request() {
+        use crate::keypackage::{encryption_request, request_attributes, KeyWrap, RequestedKey};
+        let key = SoftwareKey::generate(Algorithm::Es256).unwrap();
+        let extra = request_attributes(&RequestedKey::Asymmetric(vec![9; 20]), &[KeyWrap::Aes256]).unwrap();
+        let der =
+            csr_with_binding(&parse_name("CN=dev-2").unwrap(), &[], &key, Some("cGFzcw=="), extra).unwrap();
+        let csr = Csr::verify_der(&der).unwrap();
+        assert_eq!(csr.challenge_password().as_deref(), Some("cGFzcw=="));
+        assert_eq!(encryption_request(&csr).unwrap().unwrap().key, RequestedKey::Asymmetric(vec![9; 20]));
     }
 }

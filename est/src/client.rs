@@ -3,6 +3,7 @@
 //! the connection's tls-exporter available for channel binding in the CSR.
 
 use crate::binding::{challenge_password_for, EXPORTER_LABEL};
+use crate::keypackage::{Decryptor, KeyPackageError};
 use crate::multipart;
 use crate::tls::SeenServerCert;
 use crate::wire::{self, CsrAttr, WireError, MEDIA_PKCS10};
@@ -54,6 +55,9 @@ pub enum ClientError {
     /// A response of an unexpected shape.
     #[error("unexpected response: {0}")]
     Unexpected(String),
+    /// The encrypted server-generated key could not be decrypted or verified.
+    #[error("{0}")]
+    KeyPackage(#[from] KeyPackageError),
 }
 
 /// The outcome of an enrollment request.
@@ -342,15 +346,66 @@ impl EstConnection {
         expect_ok(&r)?;
         let parts =
             multipart::parse(&r.content_type, &r.body).map_err(|e| ClientError::Unexpected(e.to_string()))?;
-        let find = |prefix: &str| parts.iter().find(|p| p.content_type.starts_with(prefix));
-        let key = find(wire::MEDIA_PKCS8)
-            .ok_or_else(|| ClientError::Unexpected("no application/pkcs8 part".into()))?;
-        let certs = find("application/pkcs7-mime")
-            .ok_or_else(|| ClientError::Unexpected("no certs-only part".into()))?;
+        let Some(key) = parts.iter().find(|p| p.content_type.starts_with(wire::MEDIA_PKCS8)) else {
+            if parts.iter().any(|p| is_server_generated_key(&p.content_type)) {
+                return Err(ClientError::Unexpected(
+                    "the key part is encrypted (server-generated-key); use serverkeygen_encrypted".into(),
+                ));
+            }
+            return Err(ClientError::Unexpected("no application/pkcs8 part".into()));
+        };
         Ok(Enrollment::Done(ServerKey {
             pkcs8: wire::decode_body(&key.body)?,
-            certs: wire::parse_certs_only(&wire::decode_body(&certs.body)?)?,
+            certs: wire::parse_certs_only(&wire::decode_body(&certs_part(&parts)?.body)?)?,
         }))
+    }
+
+    /// POST /serverkeygen for a CSR that asks for the generated key to be encrypted (it carries
+    /// SMIMECapabilities and AsymmetricDecryptKeyIdentifier or DecryptKeyIdentifier, see
+    /// [`crate::keypackage::request_attributes`]). The key part must be
+    /// `application/pkcs7-mime; smime-type=server-generated-key` (an unencrypted key is
+    /// refused): it is decrypted with `decryptor`, its SignedData verified against `anchors`
+    /// (empty: the CA certificates `/cacerts` returns on this connection), and the key must
+    /// match the issued certificate.
+    pub async fn serverkeygen_encrypted(
+        &mut self,
+        csr_der: &[u8],
+        decryptor: &Decryptor<'_>,
+        anchors: &[Certificate],
+    ) -> Result<Enrollment<ServerKey>, ClientError> {
+        let r = self.send(Method::POST, "serverkeygen", Some(csr_der)).await?;
+        if let Some(p) = pending(&r) {
+            return Ok(p);
+        }
+        expect_ok(&r)?;
+        let parts =
+            multipart::parse(&r.content_type, &r.body).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let key = parts.iter().find(|p| is_server_generated_key(&p.content_type)).ok_or_else(|| {
+            let plain = parts.iter().any(|p| p.content_type.starts_with(wire::MEDIA_PKCS8));
+            ClientError::Unexpected(if plain {
+                "encryption was requested but the server returned the key unencrypted \
+                 (application/pkcs8, RFC 7030 §4.4.2)"
+                    .into()
+            } else {
+                "no server-generated-key part".into()
+            })
+        })?;
+        let certs = wire::parse_certs_only(&wire::decode_body(&certs_part(&parts)?.body)?)?;
+        let anchors = if anchors.is_empty() { self.cacerts().await? } else { anchors.to_vec() };
+        let opened = crate::keypackage::open(
+            &wire::decode_body(&key.body)?,
+            decryptor,
+            &shared::signed::Trust::now(anchors),
+        )?;
+        let issued = certs.first().ok_or(WireError::NoCertificates)?;
+        let generated = shared::keys::SoftwareKey::from_pkcs8_der(&opened.pkcs8)
+            .map_err(|e| ClientError::Unexpected(format!("the decrypted key: {e}")))?;
+        if shared::keys::Signer::public_key_der(&generated) != shared::pki::spki_der(issued) {
+            return Err(ClientError::Unexpected(
+                "the decrypted key does not match the issued certificate".into(),
+            ));
+        }
+        Ok(Enrollment::Done(ServerKey { pkcs8: opened.pkcs8.to_vec(), certs }))
     }
 
     async fn send(&mut self, method: Method, op: &str, csr: Option<&[u8]>) -> Result<Reply, ClientError> {
@@ -408,6 +463,31 @@ impl EstConnection {
         };
         tokio::time::timeout(c.timeout, fut).await.map_err(|_| ClientError::Timeout("EST request"))?
     }
+}
+
+/// The `smime-type` parameter of a Content-Type (lower-cased by the multipart reader).
+fn smime_type(content_type: &str) -> Option<&str> {
+    content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim() == "smime-type")
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+fn is_server_generated_key(content_type: &str) -> bool {
+    content_type.starts_with("application/pkcs7-mime")
+        && smime_type(content_type) == Some("server-generated-key")
+}
+
+/// The certificate part of a serverkeygen answer: the pkcs7-mime part that is not the key.
+fn certs_part(parts: &[multipart::Part]) -> Result<&multipart::Part, ClientError> {
+    parts
+        .iter()
+        .find(|p| {
+            p.content_type.starts_with("application/pkcs7-mime") && !is_server_generated_key(&p.content_type)
+        })
+        .ok_or_else(|| ClientError::Unexpected("no certs-only part".into()))
 }
 
 fn pending<T>(r: &Reply) -> Option<Enrollment<T>> {
@@ -468,6 +548,15 @@ mod tests {
             "CSR signature does not verify"
         );
         assert_eq!(problem_detail("text/plain", b"plain reason\n"), "plain reason");
+    }
+
+    #[test]
+    fn smime_types_tell_key_from_certificates() {
+        assert!(is_server_generated_key("application/pkcs7-mime; smime-type=server-generated-key"));
+        assert!(is_server_generated_key("application/pkcs7-mime;smime-type=\"server-generated-key\""));
+        assert!(!is_server_generated_key("application/pkcs7-mime; smime-type=certs-only"));
+        assert!(!is_server_generated_key("application/pkcs8"));
+        assert_eq!(smime_type("application/pkcs7-mime"), None);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //!
 //! - [`wire`]: the sans-IO message formats every EST peer shares (base64 bodies, certs-only,
 //!   CSR attributes, media types); [`multipart`]: serverkeygen responses.
+//! - [`keypackage`]: serverkeygen with the key encrypted to the client (RFC 7030 §4.4.1-§4.4.2):
+//!   the CSR attributes that ask for it (SMIMECapabilities + AsymmetricDecryptKeyIdentifier or
+//!   DecryptKeyIdentifier) and the EnvelopedData(SignedData(AsymmetricKeyPackage)) answer,
+//!   built for an EC (kari), RSA (ktri) or shared AES (kekri) recipient and opened by the client.
 //! - [`authority`]: the one seam for issuing ([`authority::Authority`]) and a local CA over the
 //!   shared PKI and Store.
 //! - [`server`]: the axum router, authentication, channel binding and the TLS accept loop.
@@ -12,6 +16,7 @@
 pub mod authority;
 pub mod binding;
 pub mod client;
+pub mod keypackage;
 pub mod multipart;
 pub mod server;
 pub mod tls;

@@ -534,7 +534,7 @@ async fn binding_over_tls12_with_extended_master_secret() {
 }
 
 #[tokio::test]
-async fn serverkeygen_with_key_encryption_request_is_501() {
+async fn serverkeygen_encryption_to_a_client_key_without_client_certificate_is_400() {
     let fx = start().await;
     let key = SoftwareKey::generate(Algorithm::Es256).unwrap();
     let id = der::Any::encode_from(&der::asn1::OctetString::new(vec![1u8, 2, 3, 4]).unwrap()).unwrap();
@@ -547,8 +547,9 @@ async fn serverkeygen_with_key_encryption_request_is_501() {
     let r = c
         .send("POST", "/.well-known/est/serverkeygen", &[basic(), pkcs10()], wire::encode_body(&der).into())
         .await;
-    let p = problem(&r, 501);
+    let p = problem(&r, 400);
     assert!(p["detail"].as_str().unwrap().contains("AsymmetricDecryptKeyIdentifier"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("no TLS client certificate"), "{p}");
     // serverkeygen is off on labels that do not enable it.
     let r = c
         .send(

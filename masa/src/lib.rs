@@ -1,1 +1,39 @@
+//! The reference MASA (Manufacturer Authorized Signing Authority, RFC 8995): a manufacturer CA
+//! that mints IDevIDs, ownership records, validation of registrar voucher-requests, voucher
+//! signing in CMS, JWS and COSE, the per-device audit log, and the HTTPS server; plus
+//! [`client::MasaClient`], the registrar's side of the same exchange.
+//!
+//! Layout, one concept per module (each imports only modules below it, never its importer):
+//!
+//! * `error`: [`MasaError`] and its single mapping to HTTP (problem JSON or plain text);
+//! * `config`: `masa.toml` ([`MasaConfig`]);
+//! * `state`: the state directory and the shared [`Masa`] (`init`, `load`);
+//! * `idevid`: minting IDevIDs and the record of minted serials;
+//! * `ownership`: who owns which serial ([`OwnerRecord`], `claim`);
+//! * `request`: the ordered checks of a registrar voucher-request (RFC 8995 §5.5);
+//! * `voucher`: building, signing and recording the voucher;
+//! * `audit`: the store's audit events and the RFC 8995 §5.8 audit log;
+//! * `media`: Content-Type / Accept negotiation;
+//! * `metrics`: Prometheus counters;
+//! * `server`: the axum router and the TLS server;
+//! * `client`: [`client::MasaClient`] for registrars.
 
+pub mod audit;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod idevid;
+pub mod media;
+mod metrics;
+pub mod ownership;
+pub mod request;
+pub mod server;
+pub mod state;
+pub mod voucher;
+
+pub use client::{MasaClient, MasaClientError, MasaReply};
+pub use config::MasaConfig;
+pub use error::MasaError;
+pub use idevid::{write_device, DeviceRecord, MintedDevice};
+pub use ownership::{Owner, OwnerRecord};
+pub use state::{InitOptions, Masa};

@@ -1,1 +1,28 @@
+//! The BRSKI pledge (RFC 8995 §2.1, §5): a device holding only its IDevID and its
+//! manufacturer's trust anchor joins a domain with no human involved.
+//!
+//! [`bootstrap`] runs the whole flow: a provisional TLS connection to the registrar with the
+//! IDevID as client certificate; a signed voucher-request with a fresh nonce and the
+//! registrar's certificate; verification of the voucher (MASA signature with the manufacturer
+//! anchor, nonce, serial, expiry) and then of the registrar's TLS chain against the voucher's
+//! pinned domain certificate; `voucher_status`; EST `cacerts`, `csrattrs` and `simpleenroll`
+//! with the tls-exporter bound into the CSR; `enrollstatus` over a new connection with the
+//! LDevID. Failed attempts are retried with backoff and a fresh nonce each time. A pledge that
+//! holds a configured EST server anchor skips BRSKI (EST-only) and says so.
+//!
+//! Modules: `config` (what the pledge holds and how it behaves), `identity` (the IDevID),
+//! `request` (the pledge voucher-request), `imprint` (voucher checks), `enroll` (EST and the
+//! status reports), `files` (what is written to the state directory, and `status`),
+//! `bootstrap` (attempts, retries, BRSKI vs EST-only).
 
+pub mod bootstrap;
+pub mod config;
+pub mod enroll;
+pub mod files;
+pub mod identity;
+pub mod imprint;
+pub mod request;
+
+pub use bootstrap::{bootstrap, BootstrapError, Outcome};
+pub use config::PledgeConfig;
+pub use identity::Idevid;

@@ -1,1 +1,38 @@
+//! The BRSKI registrar (RFC 8995), which is also the domain's EST CA.
+//!
+//! A pledge connects with its IDevID as TLS client certificate (accepted provisionally,
+//! validated against the configured manufacturers), posts a signed voucher-request, and the
+//! registrar checks it (signed by the TLS client's key, proximity-registrar-cert equal to its own
+//! certificate, a fresh nonce), applies its approval policy (auto, allow-list, or manual approval
+//! answered 202 until `brski registrar approve`), wraps it in its own signed voucher-request and
+//! forwards it to the MASA named in the IDevID, and returns the voucher. It records the pledge's
+//! `voucher_status`, checks the MASA audit log, and then serves EST so the pledge gets its LDevID
+//! from the domain CA; `enrollstatus` closes the flow. Every request is stored with its outcome.
+//!
+//! Modules, one concept each:
+//! * `config`: the TOML configuration and the policies it names;
+//! * `init`: creating a registrar's state (domain CA, registrar certificate, config);
+//! * `pledges`: the per-pledge record kept in the store, and the admin verbs on it;
+//! * `pvr`: checking a pledge voucher-request; `rvr`: building the registrar voucher-request;
+//! * `audit`: fetching and judging the MASA audit log;
+//! * `authority`: the EST authority that only enrolls pledges holding a voucher;
+//! * `error`: every refusal and its HTTP mapping; `server`: the routes and the accept loop.
 
+pub mod audit;
+pub mod authority;
+pub mod config;
+pub mod error;
+mod handlers;
+pub mod init;
+#[cfg(feature = "lab")]
+pub mod lab;
+pub mod masa_link;
+pub mod pledges;
+pub mod pvr;
+pub mod rvr;
+pub mod server;
+
+pub use config::{Approval, AuditLogPolicy, Manufacturer, RegistrarConfig};
+pub use error::RegistrarError;
+pub use pledges::{PledgeRecord, PledgeState};
+pub use server::Registrar;

@@ -26,7 +26,7 @@ pub enum EstCommand {
     /// Renew or rekey the current certificate (POST /simplereenroll, authenticated with it).
     Reenroll(ReenrollArgs),
     /// Let the server generate the key (POST /serverkeygen); writes key (0600), cert and chain.
-    Serverkeygen(EnrollArgs),
+    Serverkeygen(ServerkeygenArgs),
     /// Run an EST server: `--config FILE`, or `--dev` (own CA and server certificate in --state).
     Serve(super::est_serve::ServeArgs),
     /// Read a password from stdin and print its argon2 hash for a config file's `users`.
@@ -123,6 +123,18 @@ pub struct EnrollArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServerkeygenArgs {
+    #[command(flatten)]
+    enroll: EnrollArgs,
+    /// Have the server return the key encrypted to the key of the TLS client certificate
+    /// (--cert, --key file:...; EC P-256/P-384 for key agreement, and its keyUsage must allow
+    /// keyAgreement): the CSR carries SMIMECapabilities and AsymmetricDecryptKeyIdentifier
+    /// (RFC 7030 §4.4.1.2); the key is decrypted and checked here.
+    #[arg(long)]
+    encrypt_to_client_cert: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ReenrollArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -142,8 +154,8 @@ pub fn run(cmd: EstCommand) -> anyhow::Result<ExitCode> {
         match cmd {
             EstCommand::Cacerts(a) => cacerts(a).await,
             EstCommand::Csrattrs(a) => csrattrs(a).await,
-            EstCommand::Enroll(a) => enroll(a, Op::Enroll).await,
-            EstCommand::Serverkeygen(a) => enroll(a, Op::ServerKeygen).await,
+            EstCommand::Enroll(a) => enroll(a, Op::Enroll, None).await,
+            EstCommand::Serverkeygen(a) => serverkeygen(a).await,
             EstCommand::Reenroll(a) => reenroll(a).await,
             EstCommand::Serve(a) => super::est_serve::serve(a).await,
             EstCommand::HashPassword => hash_password_from_stdin(),
@@ -275,7 +287,52 @@ enum Op {
     ServerKeygen,
 }
 
-async fn enroll(a: EnrollArgs, op: Op) -> anyhow::Result<()> {
+async fn serverkeygen(a: ServerkeygenArgs) -> anyhow::Result<()> {
+    if !a.encrypt_to_client_cert {
+        return enroll(a.enroll, Op::ServerKeygen, None).await;
+    }
+    let c = &a.enroll.common;
+    let (Some(cert_path), Some(key_uri)) = (&c.cert, &c.key) else {
+        bail!("--encrypt-to-client-cert encrypts to the TLS client certificate: give --cert and --key");
+    };
+    let leaf = read_certs(cert_path)?.into_iter().next().context("empty certificate file")?;
+    // Decryption needs the key itself (ECDH), so only a key file will do.
+    let key = match key_uri.parse::<shared::keys::KeyUri>()? {
+        shared::keys::KeyUri::File(path) => shared::keys::load_key_file(&path)?,
+        #[allow(unreachable_patterns)]
+        _ => bail!("--encrypt-to-client-cert decrypts with the client key itself: give --key file:..."),
+    };
+    if !matches!(key.algorithm(), Algorithm::Es256 | Algorithm::Es384) {
+        bail!(
+            "--encrypt-to-client-cert needs an EC P-256 or P-384 client key (key agreement), not {}",
+            key.algorithm()
+        );
+    }
+    if key.public_key_der() != pki::spki_der(&leaf) {
+        bail!("--key does not belong to the first certificate in --cert");
+    }
+    let key_id = est::keypackage::RequestedKey::Asymmetric(pki::subject_key_id(&leaf));
+    let attributes = est::keypackage::request_attributes(&key_id, &est::keypackage::KeyWrap::ALL)?;
+    // Explicit trust: the key package's signer must chain to the --ca certificates; otherwise
+    // the client takes the CA certificates /cacerts returns on the authenticated connection.
+    let anchors = match &c.ca {
+        Some(ca) => read_certs(ca)?,
+        None => Vec::new(),
+    };
+    enroll(a.enroll, Op::ServerKeygen, Some(Encryption { attributes, key, anchors })).await
+}
+
+/// A serverkeygen request for the key encrypted to the client (RFC 7030 §4.4.1.2).
+struct Encryption {
+    /// SMIMECapabilities and AsymmetricDecryptKeyIdentifier for the CSR.
+    attributes: Vec<x509_cert::attr::Attribute>,
+    /// The client certificate's key, which decrypts.
+    key: SoftwareKey,
+    /// Anchors for the key package's signer (empty: /cacerts).
+    anchors: Vec<Certificate>,
+}
+
+async fn enroll(a: EnrollArgs, op: Op, encryption: Option<Encryption>) -> anyhow::Result<()> {
     let alg = a.request.algorithm()?;
     let sans = a.sans.iter().map(|s| parse_san(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let subject = pki::parse_name(&a.subject)?;
@@ -287,7 +344,14 @@ async fn enroll(a: EnrollArgs, op: Op) -> anyhow::Result<()> {
     // For serverkeygen the CSR key only proves the request; the server generates the real one.
     let key = SoftwareKey::generate(alg)?;
     let client = client(&a.common, None)?;
-    let request = Request { subject, sans, key: &key, binding: !a.request.no_binding, op };
+    let request = Request {
+        subject,
+        sans,
+        key: &key,
+        binding: !a.request.no_binding,
+        op,
+        encryption: encryption.as_ref(),
+    };
     let (issued, server_key) = with_retry(&client, Duration::from_secs(a.request.max_wait), &request).await?;
     let written_key = match server_key {
         Some(pkcs8) => SoftwareKey::from_pkcs8_der(&pkcs8)?,
@@ -315,8 +379,14 @@ async fn reenroll(a: ReenrollArgs) -> anyhow::Result<()> {
             bail!("{} already exists; refusing to overwrite a private key", key_path.display());
         }
         let new_key = SoftwareKey::generate(alg)?;
-        let request =
-            Request { subject, sans, key: &new_key, binding: !a.request.no_binding, op: Op::Reenroll };
+        let request = Request {
+            subject,
+            sans,
+            key: &new_key,
+            binding: !a.request.no_binding,
+            op: Op::Reenroll,
+            encryption: None,
+        };
         let (issued, _) = with_retry(&client, Duration::from_secs(a.request.max_wait), &request).await?;
         shared::keys::write_key_file(&key_path, &new_key)?;
         issued
@@ -327,6 +397,7 @@ async fn reenroll(a: ReenrollArgs) -> anyhow::Result<()> {
             key: current_key.as_ref(),
             binding: !a.request.no_binding,
             op: Op::Reenroll,
+            encryption: None,
         };
         with_retry(&client, Duration::from_secs(a.request.max_wait), &request).await?.0
     };
@@ -341,13 +412,25 @@ struct Request<'a> {
     key: &'a dyn Signer,
     binding: bool,
     op: Op,
+    /// serverkeygen only: ask for the key encrypted to the client certificate.
+    encryption: Option<&'a Encryption>,
 }
 
 impl Request<'_> {
     fn csr(&self, conn: &EstConnection) -> anyhow::Result<Vec<u8>> {
-        Ok(match conn.channel_binding().filter(|_| self.binding) {
-            Some(pw) => est::binding::csr_with_challenge_password(&self.subject, &self.sans, self.key, &pw)?,
-            None => pki::build_csr(&self.subject, &self.sans, self.key)?,
+        let password = conn.channel_binding().filter(|_| self.binding);
+        Ok(match (password, self.encryption) {
+            (password, Some(enc)) => est::binding::csr_with_binding(
+                &self.subject,
+                &self.sans,
+                self.key,
+                password.as_deref(),
+                enc.attributes.clone(),
+            )?,
+            (Some(pw), None) => {
+                est::binding::csr_with_challenge_password(&self.subject, &self.sans, self.key, &pw)?
+            }
+            (None, None) => pki::build_csr(&self.subject, &self.sans, self.key)?,
         })
     }
 }
@@ -365,7 +448,13 @@ async fn with_retry(
         let outcome = match req.op {
             Op::Enroll => conn.simpleenroll(&csr).await?.map(|c| (c, None)),
             Op::Reenroll => conn.simplereenroll(&csr).await?.map(|c| (c, None)),
-            Op::ServerKeygen => conn.serverkeygen(&csr).await?.map(|k| (k.certs, Some(k.pkcs8))),
+            Op::ServerKeygen => match req.encryption {
+                Some(enc) => conn
+                    .serverkeygen_encrypted(&csr, &est::keypackage::Decryptor::Key(&enc.key), &enc.anchors)
+                    .await?
+                    .map(|k| (k.certs, Some(k.pkcs8))),
+                None => conn.serverkeygen(&csr).await?.map(|k| (k.certs, Some(k.pkcs8))),
+            },
         };
         match outcome {
             Enrollment::Done(r) => return Ok(r),

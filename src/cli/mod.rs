@@ -5,6 +5,9 @@ mod demo;
 mod est;
 mod est_serve;
 mod input;
+mod masa;
+mod pledge;
+mod registrar;
 mod voucher;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +48,15 @@ enum Command {
     /// A general EST client (RFC 7030) for any EST server, and an EST server (`est serve`).
     #[command(subcommand)]
     Est(est::EstCommand),
+    /// The reference MASA: init, mint IDevIDs, record owners, serve vouchers and audit logs.
+    #[command(subcommand)]
+    Masa(masa::MasaCommand),
+    /// The BRSKI registrar and domain EST CA: init, serve, list, approve, deny.
+    #[command(subcommand)]
+    Registrar(registrar::RegistrarCommand),
+    /// The pledge: bootstrap into a domain with the IDevID, and status.
+    #[command(subcommand)]
+    Pledge(pledge::PledgeCommand),
     /// Load generators against any server (`bench est`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +68,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Voucher(c) => voucher::run(c),
         Command::Est(c) => est::run(c),
+        Command::Masa(c) => masa::run(c),
+        Command::Registrar(c) => registrar::run(c),
+        Command::Pledge(c) => pledge::run(c),
         Command::Bench(c) => bench::run(c),
     }
 }

@@ -1,6 +1,7 @@
 //! Server configuration: per-label policy (profile, key algorithms, who may enroll, channel
 //! binding, serverkeygen) and request limits, checked before the router is built.
 
+use crate::keypackage::SharedKey;
 use shared::keys::Algorithm;
 use shared::pki::Profile;
 use std::collections::HashMap;
@@ -55,11 +56,15 @@ pub struct LabelPolicy {
     pub binding: BindingPolicy,
     /// Whether `/serverkeygen` is offered (RFC 7030 recommends off by default).
     pub serverkeygen: bool,
+    /// Shared AES keys a serverkeygen CSR may name in DecryptKeyIdentifier (RFC 7030 §4.4.1.1)
+    /// to get the generated key back encrypted with that key (kekri). Empty: such requests
+    /// are refused (400, unknown key identifier).
+    pub serverkeygen_shared_keys: Vec<SharedKey>,
 }
 
 impl LabelPolicy {
     /// A policy with `profile`, any key algorithm, no anchors or users, [`AuthRequirement::Either`],
-    /// [`BindingPolicy::Accept`] and serverkeygen off.
+    /// [`BindingPolicy::Accept`], serverkeygen off and no shared key-encryption keys.
     pub fn new(profile: Profile) -> Self {
         LabelPolicy {
             profile,
@@ -69,6 +74,7 @@ impl LabelPolicy {
             auth: AuthRequirement::Either,
             binding: BindingPolicy::Accept,
             serverkeygen: false,
+            serverkeygen_shared_keys: Vec::new(),
         }
     }
 }

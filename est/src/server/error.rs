@@ -83,6 +83,10 @@ pub enum EstError {
     /// The authority refused the request.
     #[error("request denied: {0}")]
     Denied(String),
+    /// serverkeygen asked for key encryption that cannot be done as asked (unknown key
+    /// identifier, no client certificate, unusable key, no acceptable algorithm).
+    #[error("cannot encrypt the server-generated key as requested: {0}")]
+    KeyEncryption(String),
     /// The operation or option is not implemented / offered.
     #[error("{0}")]
     NotImplemented(String),
@@ -135,6 +139,7 @@ impl EstError {
                 (StatusCode::FORBIDDEN, "client-certificate-rejected", "Client certificate refused")
             }
             Denied(_) => (StatusCode::FORBIDDEN, "denied", "Request denied"),
+            KeyEncryption(_) => (StatusCode::BAD_REQUEST, "key-encryption", "Key encryption request refused"),
             NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not-implemented", "Not implemented"),
             Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Certificate authority unavailable")

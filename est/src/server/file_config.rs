@@ -3,15 +3,17 @@
 //! label. Relative paths are relative to the file's directory.
 
 use super::config::{AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy};
+use crate::keypackage::SharedKey;
 use const_oid::ObjectIdentifier;
 use serde::Deserialize;
 use shared::keys::Algorithm;
-use shared::pki::{Profile, SubjectRule};
+use shared::pki::{KeyUsageBit, Profile, SubjectRule};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use x509_cert::Certificate;
+use zeroize::Zeroizing;
 
 /// Largest configuration file read.
 const MAX_CONFIG_LEN: u64 = 1024 * 1024;
@@ -88,6 +90,15 @@ pub struct LabelSection {
     /// Basic users: name = argon2 PHC hash (make one with `brski est hash-password`).
     #[serde(default)]
     pub users: BTreeMap<String, String>,
+    /// keyUsage of issued certificates: `digitalSignature` (the default), `keyEncipherment`,
+    /// `keyAgreement`. A certificate that should later receive an encrypted serverkeygen key
+    /// (AsymmetricDecryptKeyIdentifier) needs `keyAgreement` (EC) or `keyEncipherment` (RSA).
+    #[serde(default)]
+    pub key_usage: Vec<String>,
+    /// Shared key-encryption keys for serverkeygen (RFC 7030 §4.4.1.1): DecryptKeyIdentifier
+    /// (hex) = file holding the AES key as hex (16, 24 or 32 bytes; not readable by others).
+    #[serde(default)]
+    pub serverkeygen_shared_keys: BTreeMap<String, PathBuf>,
 }
 
 fn default_auth() -> String {
@@ -126,6 +137,7 @@ impl EstFileConfig {
         self.tls.key = resolve_key_uri(&self.tls.key, base);
         for label in self.labels.values_mut() {
             label.client_cert_anchors.iter_mut().for_each(abs);
+            label.serverkeygen_shared_keys.values_mut().for_each(abs);
         }
     }
 
@@ -159,6 +171,9 @@ impl LabelSection {
         if let Some(t) = &self.subject_template {
             profile.subject = SubjectRule::Template(t.clone());
         }
+        if !self.key_usage.is_empty() {
+            profile.key_usage = self.key_usage.iter().map(|k| key_usage(k)).collect::<Result<_, _>>()?;
+        }
         let mut policy = LabelPolicy::new(profile);
         policy.allowed_key_algorithms = self
             .key_types
@@ -184,6 +199,9 @@ impl LabelSection {
         };
         policy.serverkeygen = self.serverkeygen;
         policy.client_cert_anchors = self.anchors(ca)?;
+        for (id, path) in &self.serverkeygen_shared_keys {
+            policy.serverkeygen_shared_keys.push(shared_key(id, path)?);
+        }
         for (user, hash) in &self.users {
             if argon2::PasswordHash::new(hash).is_err() {
                 return Err(ConfigError(format!(
@@ -209,6 +227,46 @@ impl LabelSection {
         }
         Ok(out)
     }
+}
+
+fn key_usage(name: &str) -> Result<KeyUsageBit, ConfigError> {
+    Ok(match name {
+        "digitalSignature" => KeyUsageBit::DigitalSignature,
+        "keyEncipherment" => KeyUsageBit::KeyEncipherment,
+        "keyAgreement" => KeyUsageBit::KeyAgreement,
+        other => {
+            return Err(ConfigError(format!(
+                "key usage '{other}': use digitalSignature, keyEncipherment or keyAgreement"
+            )))
+        }
+    })
+}
+
+/// Reads a shared key-encryption key: hex in a file only its owner may read.
+fn shared_key(id_hex: &str, path: &Path) -> Result<SharedKey, ConfigError> {
+    let err = |m: String| ConfigError(format!("serverkeygen_shared_keys '{id_hex}': {m}"));
+    let id = hex::decode(id_hex).map_err(|_| err("the key identifier must be hex".into()))?;
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(err(format!(
+                "{} is accessible by group or others (mode {mode:o}); run: chmod 600 {}",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    if meta.len() > 1024 {
+        return Err(err(format!("{}: not a hex AES key", path.display())));
+    }
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?);
+    let hex_text: Zeroizing<String> = Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+    let key = hex::decode(hex_text.as_str()).map_err(|_| err(format!("{}: not hex", path.display())))?;
+    SharedKey::new(id, key).map_err(|e| err(e.to_string()))
 }
 
 fn eku(name: &str) -> Result<ObjectIdentifier, ConfigError> {
@@ -263,7 +321,42 @@ mod tests {
             "{base}[labels.default]\nvalidity_days = 1\n[labels.default.users]\nbob = \"plaintext\"\n"
         ));
         assert!(EstFileConfig::load(&bad_user).unwrap().server_config(&ca()).unwrap_err().0.contains("bob"));
+        let bad_ku =
+            write(&format!("{base}[labels.default]\nvalidity_days = 1\nkey_usage = [\"keyCertSign\"]\n"));
+        assert!(EstFileConfig::load(&bad_ku)
+            .unwrap()
+            .server_config(&ca())
+            .unwrap_err()
+            .0
+            .contains("keyCertSign"));
         let op_label = write(&format!("{base}[labels.cacerts]\nvalidity_days = 1\n"));
         assert!(EstFileConfig::load(&op_label).unwrap().server_config(&ca()).is_err());
+    }
+
+    #[test]
+    fn key_usage_and_shared_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = dir.path().join("kek.hex");
+        std::fs::write(&kek, format!("{}\n", "ab".repeat(32))).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let p = dir.path().join("c.toml");
+        let body = "listen = \"127.0.0.1:1\"\nstate = \".\"\n[ca]\ncert = \"ca.pem\"\nkey = \"file:ca.key\"\n[tls]\ncert = \"s.pem\"\nkey = \"file:s.key\"\n[labels.default]\nvalidity_days = 1\nserverkeygen = true\nkey_usage = [\"digitalSignature\", \"keyAgreement\"]\n[labels.default.serverkeygen_shared_keys]\n\"6b656b2d31\" = \"kek.hex\"\n";
+        std::fs::write(&p, body).unwrap();
+        let server = EstFileConfig::load(&p).unwrap().server_config(&ca()).unwrap();
+        let policy = &server.labels[""];
+        assert_eq!(policy.profile.key_usage, vec![KeyUsageBit::DigitalSignature, KeyUsageBit::KeyAgreement]);
+        assert_eq!(policy.serverkeygen_shared_keys.len(), 1);
+        assert_eq!(policy.serverkeygen_shared_keys[0].id(), b"kek-1");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = EstFileConfig::load(&p).unwrap().server_config(&ca()).unwrap_err();
+            assert!(e.0.contains("chmod 600"), "{e}");
+        }
     }
 }

@@ -42,4 +42,4 @@ pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
 pub use password::{hash_password, verify_password};
 pub use routes::router;
-pub use tls::server_tls_config;
+pub use tls::{server_tls_config, server_tls_config_with_signer};

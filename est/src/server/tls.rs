@@ -72,3 +72,21 @@ pub fn server_tls_config(
     cfg.require_ems = true;
     Ok(cfg)
 }
+
+/// [`server_tls_config`] for a server key held by any [`shared::keys::Signer`] (a key file, a
+/// TPM, an HSM): the same versions, ALPN and client-certificate handling.
+pub fn server_tls_config_with_signer(
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: Arc<dyn shared::keys::Signer>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = OptionalAnyClientCert { algs: provider.signature_verification_algorithms };
+    let certified = rustls::sign::CertifiedKey::new(cert_chain, Arc::new(crate::tls::TlsSigningKey(key)));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.require_ems = true;
+    Ok(cfg)
+}

@@ -32,11 +32,12 @@ pub(crate) async fn enroll(
         _ => (authenticate_enroll(st, policy, label, conn, req.headers()).await?, None),
     };
     let csr = read_csr(st, req).await?;
-    if operation == Operation::ServerKeygen {
-        serverkeygen::check_request(policy, &csr)?;
+    let delivery = if operation == Operation::ServerKeygen {
+        Some(serverkeygen::check_request(st, policy, label, &csr, conn)?)
     } else {
         check_key(st, policy, label, &csr)?;
-    }
+        None
+    };
     check_binding(policy.binding, &csr, conn)?;
     if let Some(cur) = &current {
         check_same_names(&csr, cur)?;
@@ -65,8 +66,8 @@ pub(crate) async fn enroll(
         }
         Decision::Deny(reason) => return Err(EstError::Denied(reason)),
     }
-    if operation == Operation::ServerKeygen {
-        return serverkeygen::serverkeygen(st, label, &csr, &identity).await;
+    if let Some(delivery) = &delivery {
+        return serverkeygen::serverkeygen(st, label, &csr, &identity, delivery).await;
     }
     let cert = st.authority.issue(label, &csr).await?;
     let (op, who, serial) = (operation.as_str(), identity.describe(), serial_hex(&cert));

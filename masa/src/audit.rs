@@ -1,0 +1,128 @@
+//! The MASA's two audit trails: the store's hash-chained audit events (every voucher issued
+//! and every refusal, with its reason), and the per-device audit log that registrars fetch
+//! from `requestauditlog` (RFC 8995 §5.8), built from the recorded vouchers.
+
+use crate::error::MasaError;
+use crate::request::{require_device, verify_rvr, Approved, Seen};
+use crate::state::Masa;
+use shared::brski::audit_log::AUDIT_LOG_VERSION;
+use shared::brski::{domain_id, AuditLog, LogAssertion, LogEvent};
+use shared::signed::Format;
+use shared::store::{AuditEvent, VoucherRecord};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Audit action of an issued voucher.
+pub const ACTION_ISSUED: &str = "masa.voucher.issued";
+/// Audit action of a refused voucher request.
+pub const ACTION_REFUSED: &str = "masa.voucher.refused";
+/// Audit action of a refused audit-log request.
+pub const ACTION_AUDIT_LOG_REFUSED: &str = "masa.auditlog.refused";
+
+/// RFC 3339 text of a time (UTC as recorded).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Parses RFC 3339 text.
+pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+/// The store's name of a voucher encoding.
+pub fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Cms => "cms-json",
+        Format::Jws => "jws-json",
+        Format::Cose => "cose",
+    }
+}
+
+/// Appends the audit event of an issued voucher.
+pub async fn record_issued(
+    masa: &Masa,
+    a: &Approved,
+    v: &VoucherRecord,
+    actor: &str,
+) -> Result<(), MasaError> {
+    let event = AuditEvent {
+        actor: actor.to_string(),
+        action: ACTION_ISSUED.into(),
+        subject: a.serial.clone(),
+        detail: serde_json::json!({
+            "assertion": v.assertion,
+            "domainID": v.domain,
+            "format": v.format,
+            "nonce": a.nonce.as_ref().map(|n| n.json_text()),
+            "expires-on": a.expires_on.map(rfc3339),
+            "registrar": a.registrar.tbs_certificate().subject().to_string(),
+        }),
+        at: v.created_at,
+    };
+    masa.store().append_audit(&event).await?;
+    Ok(())
+}
+
+/// Appends the audit event of a refusal. Never fails: a store error is logged, the refusal
+/// is answered anyway.
+pub async fn record_refusal(masa: &Masa, action: &str, seen: &Seen, remote: Option<String>, e: &MasaError) {
+    let event = AuditEvent {
+        actor: seen.registrar.clone().or(remote.clone()).unwrap_or_else(|| "unknown".into()),
+        action: action.to_string(),
+        subject: seen.serial.clone().unwrap_or_default(),
+        detail: serde_json::json!({
+            "status": e.status().as_u16(),
+            "reason": e.to_string(),
+            "serial-verified": seen.serial_verified,
+            "remote": remote,
+        }),
+        at: OffsetDateTime::now_utc(),
+    };
+    if let Err(err) = masa.store().append_audit(&event).await {
+        tracing::error!(error = %err, "cannot record a refusal in the audit log");
+    }
+}
+
+/// The RFC 8995 §5.8.1 audit log of one device, from its recorded vouchers (oldest first).
+pub fn audit_log(records: &[VoucherRecord]) -> AuditLog {
+    let events = records
+        .iter()
+        .map(|r| LogEvent {
+            date: rfc3339(r.created_at),
+            domain_id: r.domain.clone(),
+            nonce: r.nonce.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()),
+            assertion: match r.assertion.as_str() {
+                "verified" => LogAssertion::Verified,
+                "proximity" => LogAssertion::Proximity,
+                _ => LogAssertion::Logged,
+            },
+            truncated: None,
+        })
+        .collect();
+    AuditLog { version: AUDIT_LOG_VERSION, events, truncation: None }
+}
+
+/// Answers `requestauditlog`: the RVR must verify as for a voucher (signature, id-kp-cmcRA,
+/// serial-number); the device must be known; the requesting domain (any certificate of the RVR
+/// signer chain) must appear in the log or be the current owner (404 otherwise, RFC 8995 §5.8).
+pub async fn check_audit_log_request(
+    masa: &Masa,
+    body: &[u8],
+    format: Format,
+    seen: &mut Seen,
+) -> Result<AuditLog, MasaError> {
+    let at = OffsetDateTime::now_utc();
+    let rvr = verify_rvr(body, format, at, seen)?;
+    require_device(masa, &rvr.serial).await?;
+    let log = audit_log(&masa.store().vouchers_for(&rvr.serial).await?);
+    let ids: Vec<String> = rvr.request.signer_chain().iter().map(domain_id).collect();
+    let in_log = log.events.iter().any(|e| ids.contains(&e.domain_id));
+    let record = masa.owner_record(&rvr.serial).await?;
+    let is_owner = record
+        .filter(|r| r.is_current(at))
+        .is_some_and(|r| r.matches(rvr.request.signer_chain(), &rvr.carried, at).is_some());
+    if !(in_log || is_owner) {
+        return Err(MasaError::AuditLogDenied(rvr.serial));
+    }
+    Ok(log)
+}

@@ -1,0 +1,254 @@
+//! The registrar's configuration: a TOML file ([`RegistrarFile`]) whose relative paths are
+//! resolved against the file's directory, loaded into [`RegistrarConfig`] with every
+//! certificate parsed, so a wrong key or an unreadable file is reported at start with the key
+//! and the file named.
+
+use serde::Deserialize;
+use shared::pki;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use x509_cert::Certificate;
+
+/// The file name `brski registrar init` writes and `serve --state DIR` reads.
+pub const CONFIG_FILE: &str = "registrar.toml";
+
+/// How pledges are approved.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approval {
+    /// Every pledge from a trusted manufacturer is accepted.
+    #[default]
+    Auto,
+    /// Only serial numbers in `allowlist` (or approved with `brski registrar approve`).
+    Allowlist,
+    /// Every new pledge waits (202 + Retry-After) until `brski registrar approve`.
+    Manual,
+}
+
+/// What the registrar does with the MASA audit log (RFC 8995 §5.8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditLogPolicy {
+    /// Fetch it after a successful voucher_status; refuse EST on a violation.
+    #[default]
+    Enforce,
+    /// Fetch and record it; never refuse.
+    Warn,
+    /// Do not fetch it.
+    Ignore,
+}
+
+/// One `[[manufacturer]]` table of the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManufacturerFile {
+    /// A name for logs and `list`.
+    pub name: String,
+    /// PEM file with the manufacturer's IDevID trust anchors.
+    pub idevid_anchors: PathBuf,
+    /// MASA URL override (otherwise the IDevID's id-pe-masa-url is used).
+    #[serde(default)]
+    pub masa_url: Option<String>,
+    /// PEM file with the anchors for the MASA's TLS certificate (default: `idevid_anchors`).
+    #[serde(default)]
+    pub masa_anchors: Option<PathBuf>,
+}
+
+/// The TOML file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarFile {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// State directory (database); default: the config file's directory.
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Domain CA certificate (PEM).
+    pub domain_ca_cert: PathBuf,
+    /// Domain CA key URI (`file:...`).
+    pub domain_ca_key: String,
+    /// Registrar certificate (PEM; cmcRA + serverAuth + clientAuth, issued by the domain CA).
+    pub registrar_cert: PathBuf,
+    /// Registrar key URI.
+    pub registrar_key: String,
+    /// Approval policy.
+    #[serde(default)]
+    pub approval: Approval,
+    /// Serial numbers accepted under `approval = "allowlist"`.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Seconds a pending pledge is told to wait.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u64,
+    /// Lifetime of issued LDevIDs, in days.
+    #[serde(default = "default_ldevid_days")]
+    pub ldevid_days: u64,
+    /// Audit-log policy.
+    #[serde(default)]
+    pub audit_log: AuditLogPolicy,
+    /// Require RFC 9266 channel binding in EST CSRs.
+    #[serde(default = "default_true")]
+    pub require_binding: bool,
+    /// Trusted manufacturers.
+    #[serde(default, rename = "manufacturer")]
+    pub manufacturers: Vec<ManufacturerFile>,
+}
+
+fn default_retry_after() -> u64 {
+    5
+}
+fn default_ldevid_days() -> u64 {
+    365
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A trusted manufacturer, loaded.
+#[derive(Debug, Clone)]
+pub struct Manufacturer {
+    /// Its name.
+    pub name: String,
+    /// IDevID trust anchors (also its vouchers' anchors, for the registrar's own inspection).
+    pub idevid_anchors: Vec<Certificate>,
+    /// MASA URL override.
+    pub masa_url: Option<String>,
+    /// Anchors for the MASA's TLS server certificate.
+    pub masa_anchors: Vec<Certificate>,
+}
+
+/// The registrar's policy and parameters, loaded (keys are loaded by the caller).
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// State directory.
+    pub state: PathBuf,
+    /// Approval policy.
+    pub approval: Approval,
+    /// Allow-listed serial numbers.
+    pub allowlist: Vec<String>,
+    /// Retry-After for pending pledges.
+    pub retry_after: Duration,
+    /// LDevID lifetime.
+    pub ldevid_validity: Duration,
+    /// Audit-log policy.
+    pub audit_log: AuditLogPolicy,
+    /// Require tls-exporter binding in EST CSRs.
+    pub require_binding: bool,
+    /// Trusted manufacturers.
+    pub manufacturers: Vec<Manufacturer>,
+    /// Timeout of each call to a MASA.
+    pub masa_timeout: Duration,
+}
+
+/// A configuration that cannot be used, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// The key (or "syntax").
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl RegistrarFile {
+    /// Reads and parses `path`; unknown keys are errors naming the key and the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path, "file", e))?;
+        toml::from_str(&text).map_err(|e| err(path, "syntax", e.message().to_string()))
+    }
+
+    /// Resolves a path of the file against the file's directory.
+    pub fn resolve(path: &Path, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    /// Resolves a `file:` key URI of the file against the file's directory.
+    pub fn resolve_key(path: &Path, uri: &str) -> String {
+        match uri.strip_prefix("file:") {
+            Some(p) => format!("file:{}", Self::resolve(path, Path::new(p)).display()),
+            None => uri.to_string(),
+        }
+    }
+
+    /// Loads every certificate the file names into a [`RegistrarConfig`].
+    pub fn into_config(self, path: &Path) -> Result<RegistrarConfig, ConfigError> {
+        let mut manufacturers = Vec::new();
+        for (i, m) in self.manufacturers.iter().enumerate() {
+            let key = |k: &str| format!("manufacturer[{i}].{k}");
+            let idevid_anchors =
+                read_certs(path, &Self::resolve(path, &m.idevid_anchors), &key("idevid_anchors"))?;
+            let masa_anchors = match &m.masa_anchors {
+                Some(p) => read_certs(path, &Self::resolve(path, p), &key("masa_anchors"))?,
+                None => idevid_anchors.clone(),
+            };
+            manufacturers.push(Manufacturer {
+                name: m.name.clone(),
+                idevid_anchors,
+                masa_url: m.masa_url.clone(),
+                masa_anchors,
+            });
+        }
+        if manufacturers.is_empty() {
+            return Err(err(path, "manufacturer", "at least one [[manufacturer]] is needed"));
+        }
+        Ok(RegistrarConfig {
+            listen: self.listen,
+            state: self.state.map_or_else(
+                || path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                |s| Self::resolve(path, &s),
+            ),
+            approval: self.approval,
+            allowlist: self.allowlist,
+            retry_after: Duration::from_secs(self.retry_after_secs.max(1)),
+            ldevid_validity: Duration::from_secs(self.ldevid_days.max(1) * 86400),
+            audit_log: self.audit_log,
+            require_binding: self.require_binding,
+            manufacturers,
+            masa_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// Reads a PEM file of certificates; errors name the config file and key.
+pub fn read_certs(config: &Path, file: &Path, key: &str) -> Result<Vec<Certificate>, ConfigError> {
+    let bytes = std::fs::read(file).map_err(|e| err(config, key, format!("{}: {e}", file.display())))?;
+    let certs =
+        pki::certs_from_pem(&bytes).map_err(|e| err(config, key, format!("{}: {e}", file.display())))?;
+    if certs.is_empty() {
+        return Err(err(config, key, format!("{} holds no certificate", file.display())));
+    }
+    Ok(certs)
+}
+
+fn err(path: &Path, key: &str, reason: impl ToString) -> ConfigError {
+    ConfigError { file: path.display().to_string(), key: key.to_string(), reason: reason.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_missing_files_name_the_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+        let e = RegistrarFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("bogus") && e.contains(CONFIG_FILE), "{e}");
+        let text = "listen = \"127.0.0.1:1\"\ndomain_ca_cert = \"ca.pem\"\ndomain_ca_key = \"file:ca.key\"\n\
+                    registrar_cert = \"r.pem\"\nregistrar_key = \"file:r.key\"\n\
+                    [[manufacturer]]\nname = \"m\"\nidevid_anchors = \"missing.pem\"\n";
+        std::fs::write(&path, text).unwrap();
+        let e = RegistrarFile::load(&path).unwrap().into_config(&path).unwrap_err().to_string();
+        assert!(e.contains("manufacturer[0].idevid_anchors") && e.contains("missing.pem"), "{e}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Creating and opening a registrar's state: the domain CA, the registrar certificate (cmcRA +
+//! serverAuth + clientAuth, issued by the domain CA, for the names it is reached by), the
+//! commented `registrar.toml`, and the store.
+
+use crate::config::{RegistrarFile, CONFIG_FILE};
+use crate::server::Registrar;
+use shared::brski::ID_KP_CMC_RA;
+use shared::keys::{generate_key_file, load_signer, Algorithm, Signer};
+use shared::pki::{self, CertificateAuthority, Profile, San};
+use shared::store::SqliteStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use x509_cert::Certificate;
+
+const DAY: Duration = Duration::from_secs(86400);
+
+/// Why a registrar's state could not be created or opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InitError(pub String);
+
+fn e(context: &str) -> impl Fn(String) -> InitError + '_ {
+    move |m| InitError(format!("{context}: {m}"))
+}
+
+/// What `init` needs.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// State directory (created).
+    pub dir: PathBuf,
+    /// Subject of the domain CA, e.g. `CN=Example Campus Domain CA`.
+    pub domain_subject: String,
+    /// DNS names and IP addresses the registrar is reached by.
+    pub names: Vec<String>,
+    /// Listen address written to the config.
+    pub listen: SocketAddr,
+    /// Trusted manufacturers: name and a PEM file of IDevID anchors (copied into the state).
+    pub manufacturers: Vec<(String, PathBuf)>,
+}
+
+/// Creates the state directory; refuses to overwrite an existing configuration.
+pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
+    let config = o.dir.join(CONFIG_FILE);
+    if config.exists() {
+        return Err(InitError(format!("{} exists; refusing to overwrite a registrar", config.display())));
+    }
+    std::fs::create_dir_all(&o.dir).map_err(|x| InitError(format!("{}: {x}", o.dir.display())))?;
+    let ca_key = generate_key_file(&o.dir.join("domain-ca.key"), Algorithm::Es256)
+        .map_err(|x| e("domain-ca.key")(x.to_string()))?;
+    let ca_cert = pki::create_ca(&o.domain_subject, &ca_key, 3650 * DAY, Some(0))
+        .map_err(|x| e("domain CA")(x.to_string()))?;
+    write_pem(&o.dir.join("domain-ca.pem"), std::slice::from_ref(&ca_cert))?;
+    let ca =
+        CertificateAuthority::new(ca_cert, Box::new(ca_key)).map_err(|x| e("domain CA")(x.to_string()))?;
+    let key = generate_key_file(&o.dir.join("registrar.key"), Algorithm::Es256)
+        .map_err(|x| e("registrar.key")(x.to_string()))?;
+    let cert = issue_registrar_cert(&ca, &key, &o.names)?;
+    write_pem(&o.dir.join("registrar.pem"), &[cert])?;
+    let mut manufacturers = String::new();
+    for (name, file) in &o.manufacturers {
+        let target = format!("manufacturer-{name}.pem");
+        std::fs::copy(file, o.dir.join(&target))
+            .map_err(|x| InitError(format!("{}: {x}", file.display())))?;
+        manufacturers.push_str(&format!("\n[[manufacturer]]\nname = \"{name}\"\nidevid_anchors = \"{target}\"\n# masa_url = \"https://masa.example:9443\"   # override the IDevID's MASA URL\n# masa_anchors = \"masa-tls-ca.pem\"          # anchors for the MASA's TLS (default: idevid_anchors)\n"));
+    }
+    if manufacturers.is_empty() {
+        manufacturers = "\n# Add at least one trusted manufacturer:\n# [[manufacturer]]\n# name = \"example\"\n# idevid_anchors = \"manufacturer-ca.pem\"\n".into();
+    }
+    let text = format!(
+        "# brski registrar configuration (written by `brski registrar init`).\n\
+         # Relative paths are relative to this file.\n\n\
+         # Address the registrar (BRSKI and EST on one TLS port) listens on.\n\
+         listen = \"{}\"\n\n\
+         # Domain CA that issues LDevIDs, and the registrar's own TLS certificate (cmcRA).\n\
+         domain_ca_cert = \"domain-ca.pem\"\ndomain_ca_key = \"file:domain-ca.key\"\n\
+         registrar_cert = \"registrar.pem\"\nregistrar_key = \"file:registrar.key\"\n\n\
+         # Pledge approval: \"auto\", \"allowlist\" (serials below, or `brski registrar approve`),\n\
+         # or \"manual\" (every new pledge waits with 202 until approved).\n\
+         approval = \"auto\"\nallowlist = []\n# Seconds a pending pledge is told to wait before retrying.\nretry_after_secs = 5\n\n\
+         # Lifetime of issued LDevIDs (days).\nldevid_days = 365\n\
+         # MASA audit log after voucher_status: \"enforce\" (refuse EST on a violation), \"warn\", \"ignore\".\n\
+         audit_log = \"enforce\"\n\
+         # Require RFC 9266 tls-exporter channel binding in EST CSRs.\nrequire_binding = true\n{manufacturers}",
+        o.listen
+    );
+    std::fs::write(&config, text).map_err(|x| InitError(format!("{}: {x}", config.display())))?;
+    Ok(config)
+}
+
+/// Issues the registrar certificate: cmcRA (RFC 8995 §5.5.4) + serverAuth + clientAuth (it is
+/// also the MASA client certificate), SANs for `names`.
+pub fn issue_registrar_cert(
+    ca: &CertificateAuthority,
+    key: &dyn Signer,
+    names: &[String],
+) -> Result<Certificate, InitError> {
+    let mut profile = Profile::end_entity(825 * DAY);
+    profile.extended_key_usage = vec![
+        ID_KP_CMC_RA,
+        const_oid::db::rfc5280::ID_KP_SERVER_AUTH,
+        const_oid::db::rfc5280::ID_KP_CLIENT_AUTH,
+    ];
+    profile.san =
+        names.iter().map(|n| n.parse().map(San::Ip).unwrap_or_else(|_| San::Dns(n.clone()))).collect();
+    let subject = pki::parse_name("CN=brski registrar").map_err(|x| e("subject")(x.to_string()))?;
+    let der = pki::build_csr(&subject, &[], key).map_err(|x| e("registrar CSR")(x.to_string()))?;
+    let csr = pki::Csr::verify_der(&der).map_err(|x| e("registrar CSR")(x.to_string()))?;
+    ca.issue(&csr, &profile).map_err(|x| e("registrar certificate")(x.to_string()))
+}
+
+fn write_pem(path: &Path, certs: &[Certificate]) -> Result<(), InitError> {
+    let mut pem = String::new();
+    for c in certs {
+        pem.push_str(&pki::cert_to_pem(c).map_err(|x| InitError(x.to_string()))?);
+    }
+    std::fs::write(path, pem).map_err(|x| InitError(format!("{}: {x}", path.display())))
+}
+
+/// Opens the registrar configured by `config_path` (keys, certificates, store).
+pub async fn open(config_path: &Path, listen: Option<SocketAddr>) -> Result<Registrar, InitError> {
+    let file = RegistrarFile::load(config_path).map_err(|x| InitError(x.to_string()))?;
+    let ca_cert_path = RegistrarFile::resolve(config_path, &file.domain_ca_cert);
+    let reg_cert_path = RegistrarFile::resolve(config_path, &file.registrar_cert);
+    let ca_key = RegistrarFile::resolve_key(config_path, &file.domain_ca_key);
+    let reg_key = RegistrarFile::resolve_key(config_path, &file.registrar_key);
+    let mut config = file.into_config(config_path).map_err(|x| InitError(x.to_string()))?;
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    let read = |p: &Path, key: &str| {
+        crate::config::read_certs(config_path, p, key).map_err(|x| InitError(x.to_string()))
+    };
+    let ca_cert = read(&ca_cert_path, "domain_ca_cert")?.remove(0);
+    let cert = read(&reg_cert_path, "registrar_cert")?.remove(0);
+    let ca_signer = load_signer(&ca_key).map_err(|x| e("domain_ca_key")(x.to_string()))?;
+    let signer: Arc<dyn Signer> =
+        Arc::from(load_signer(&reg_key).map_err(|x| e("registrar_key")(x.to_string()))?);
+    let ca = CertificateAuthority::new(ca_cert, ca_signer).map_err(|x| e("domain_ca_key")(x.to_string()))?;
+    let db = config.state.join("registrar.db");
+    let store = SqliteStore::open(&db).await.map_err(|x| e(&db.display().to_string())(x.to_string()))?;
+    Ok(Registrar::new(config, Arc::new(store), ca, cert, signer))
+}
+
+/// Opens only the store of the registrar configured by `config_path` (for `list`, `approve`,
+/// `deny`, which need no keys and work while the server runs).
+pub async fn open_store(config_path: &Path) -> Result<Arc<dyn shared::store::Store>, InitError> {
+    let file = RegistrarFile::load(config_path).map_err(|x| InitError(x.to_string()))?;
+    let state = match &file.state {
+        Some(s) => RegistrarFile::resolve(config_path, s),
+        None => config_path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let db = state.join("registrar.db");
+    let store = SqliteStore::open(&db).await.map_err(|x| e(&db.display().to_string())(x.to_string()))?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,166 @@
+//! An in-process BRSKI lab on loopback: a reference MASA and a registrar as real TLS servers
+//! on free ports, state under one directory, and pledges minted on demand. Used by
+//! `brski demo`, `brski bench brski` and the integration tests (feature `lab`).
+
+use crate::config::{Approval, AuditLogPolicy, CONFIG_FILE};
+use crate::init::{init, open, InitOptions};
+use crate::server::Registrar;
+use masa::ownership::Owner;
+use masa::Masa;
+use pledge::{Idevid, PledgeConfig};
+use shared::signed::Format;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How to set the lab up.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Registrar approval policy.
+    pub approval: Approval,
+    /// Registrar audit-log policy.
+    pub audit_log: AuditLogPolicy,
+    /// Record each pledge as owned by the registrar's domain at the MASA (otherwise the MASA
+    /// runs with allow-any-owner).
+    pub claim_ownership: bool,
+    /// Seconds a pending pledge is told to wait.
+    pub retry_after_secs: u64,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            approval: Approval::Auto,
+            audit_log: AuditLogPolicy::Enforce,
+            claim_ownership: true,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// A running lab. Dropping it stops the servers.
+pub struct Lab {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// The MASA.
+    pub masa: Arc<Masa>,
+    /// The registrar.
+    pub registrar: Arc<Registrar>,
+    /// `https://127.0.0.1:<port>` of the registrar.
+    pub registrar_url: String,
+    /// Address of the MASA.
+    pub masa_addr: SocketAddr,
+    options: LabOptions,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A lab failure, as text (it is a harness).
+pub type LabError = String;
+
+fn s(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Lab {
+    /// Starts a MASA and a registrar under `dir` (created; must be empty of earlier state).
+    pub async fn start(dir: &Path, options: LabOptions) -> Result<Lab, LabError> {
+        std::fs::create_dir_all(dir).map_err(s)?;
+        let masa_listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
+        let masa_addr = masa_listener.local_addr().map_err(s)?;
+        let masa_dir = dir.join("masa");
+        let mut opts = masa::state::InitOptions::new(&masa_addr.to_string());
+        opts.listen = masa_addr;
+        let mut masa = Masa::init(&masa_dir, &opts).await.map_err(s)?;
+        if !options.claim_ownership {
+            let path = masa_dir.join(masa::state::CONFIG_FILE);
+            let text = std::fs::read_to_string(&path).map_err(s)?;
+            std::fs::write(&path, text.replace("allow_any_owner = false", "allow_any_owner = true"))
+                .map_err(s)?;
+            drop(masa);
+            masa = Masa::load(&masa_dir).await.map_err(s)?;
+        }
+        let masa = Arc::new(masa);
+        let reg_listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
+        let reg_addr = reg_listener.local_addr().map_err(s)?;
+        let reg_dir = dir.join("registrar");
+        let config = init(&InitOptions {
+            dir: reg_dir.clone(),
+            domain_subject: "CN=brski lab Domain CA".into(),
+            names: vec!["127.0.0.1".into(), "localhost".into()],
+            listen: reg_addr,
+            manufacturers: vec![("lab".into(), masa_dir.join(masa::state::CA_CERT_FILE))],
+        })
+        .map_err(s)?;
+        set_policy(&config, &options)?;
+        let registrar = Arc::new(open(&reg_dir.join(CONFIG_FILE), Some(reg_addr)).await.map_err(s)?);
+        let m = masa.clone();
+        let masa_task = tokio::spawn(async move {
+            if let Err(e) = masa::server::serve(m, masa_listener).await {
+                tracing::error!(error = %e, "lab MASA stopped");
+            }
+        });
+        let r = registrar.clone();
+        let reg_task = tokio::spawn(async move {
+            if let Err(e) = r.serve(reg_listener).await {
+                tracing::error!(error = %e, "lab registrar stopped");
+            }
+        });
+        Ok(Lab {
+            dir: dir.to_path_buf(),
+            masa,
+            registrar,
+            registrar_url: format!("https://{reg_addr}"),
+            masa_addr,
+            options,
+            tasks: vec![masa_task, reg_task],
+        })
+    }
+
+    /// Mints a device `serial` at the MASA (claimed for this domain unless allow-any-owner),
+    /// writes its IDevID files under `dir/pledges/<serial>`, and returns a pledge
+    /// configuration pointing at the registrar.
+    pub async fn pledge(&self, serial: &str, format: Format) -> Result<(PledgeConfig, Idevid), LabError> {
+        let out = self.dir.join("pledges").join(serial);
+        self.masa.mint_idevid_to(serial, &out).await.map_err(s)?;
+        if self.options.claim_ownership {
+            let owner = Owner::DomainCa(self.registrar.domain_ca().clone());
+            self.masa.claim(serial, owner, None).await.map_err(s)?;
+        }
+        let mut cfg = PledgeConfig::in_dir(&out);
+        cfg.registrar = Some(self.registrar_url.clone());
+        cfg.format = format;
+        cfg.max_attempts = 1;
+        let id = Idevid::load(&cfg).map_err(s)?;
+        Ok((cfg, id))
+    }
+}
+
+/// Writes the lab's approval and audit-log policy into the registrar config.
+fn set_policy(config: &Path, o: &LabOptions) -> Result<(), LabError> {
+    let text = std::fs::read_to_string(config).map_err(s)?;
+    let approval = match o.approval {
+        Approval::Auto => "auto",
+        Approval::Allowlist => "allowlist",
+        Approval::Manual => "manual",
+    };
+    let audit = match o.audit_log {
+        AuditLogPolicy::Enforce => "enforce",
+        AuditLogPolicy::Warn => "warn",
+        AuditLogPolicy::Ignore => "ignore",
+    };
+    let text = text
+        .replace("approval = \"auto\"", &format!("approval = \"{approval}\""))
+        .replace("audit_log = \"enforce\"", &format!("audit_log = \"{audit}\""))
+        .replace("retry_after_secs = 5", &format!("retry_after_secs = {}", o.retry_after_secs));
+    std::fs::write(config, text).map_err(s)
+}

@@ -1,0 +1,195 @@
+//! What the registrar knows about each pledge, kept in the store (settings key
+//! `registrar.pledge.<serial>`, JSON) so that `brski registrar list|approve|deny` can read and
+//! change it while the server runs, and every request's outcome is also appended to the
+//! store's audit log (subject = the serial number).
+
+use serde::{Deserialize, Serialize};
+use shared::brski::StatusReport;
+use shared::store::{AuditEvent, Store, StoreError, StoreExt};
+use time::OffsetDateTime;
+
+const PREFIX: &str = "registrar.pledge.";
+
+/// Where a pledge is in the registrar's view of the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PledgeState {
+    /// Seen, waiting for an operator's approval.
+    Pending,
+    /// Approved (by an operator or the allow-list), no voucher yet.
+    Approved,
+    /// Refused by an operator.
+    Denied,
+    /// A voucher was obtained from the MASA and returned.
+    VoucherIssued,
+    /// The pledge reported that it accepted the voucher.
+    Imprinted,
+    /// The pledge reported a successful enrollment.
+    Enrolled,
+    /// Refused by policy after the voucher (e.g. the MASA audit log); EST is refused.
+    Refused,
+}
+
+impl PledgeState {
+    /// The name used in `list` and the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            PledgeState::Pending => "pending",
+            PledgeState::Approved => "approved",
+            PledgeState::Denied => "denied",
+            PledgeState::VoucherIssued => "voucher-issued",
+            PledgeState::Imprinted => "imprinted",
+            PledgeState::Enrolled => "enrolled",
+            PledgeState::Refused => "refused",
+        }
+    }
+
+    /// True once a voucher has been handed out and nothing refused the pledge since: the
+    /// states in which EST enrollment with the IDevID is allowed.
+    pub fn holds_voucher(self) -> bool {
+        matches!(self, PledgeState::VoucherIssued | PledgeState::Imprinted | PledgeState::Enrolled)
+    }
+}
+
+/// The registrar's record of one pledge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PledgeRecord {
+    /// X520SerialNumber of the IDevID.
+    pub serial: String,
+    /// Current state.
+    pub state: PledgeState,
+    /// Manufacturer name (from the config), once seen.
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    /// SHA-256 (hex) of the IDevID certificate last seen.
+    #[serde(default)]
+    pub idevid_sha256: Option<String>,
+    /// SHA-256 (hex) of the voucher-request waiting for approval (a retry must be identical).
+    #[serde(default)]
+    pub pending_request_sha256: Option<String>,
+    /// The signed registrar voucher-request sent to the MASA (base64), for the audit log.
+    #[serde(default)]
+    pub last_rvr: Option<String>,
+    /// Its format name (`cms`, `jws`, `cose`).
+    #[serde(default)]
+    pub last_rvr_format: Option<String>,
+    /// The nonce of the last voucher (JSON text form).
+    #[serde(default)]
+    pub last_nonce: Option<String>,
+    /// The pledge's voucher_status report.
+    #[serde(default)]
+    pub voucher_status: Option<StatusReport>,
+    /// The pledge's enrollstatus report.
+    #[serde(default)]
+    pub enroll_status: Option<StatusReport>,
+    /// Which certificate the enrollstatus came with (`ldevid`, `idevid`).
+    #[serde(default)]
+    pub enroll_status_via: Option<String>,
+    /// The audit-log verdict.
+    #[serde(default)]
+    pub audit_log: Option<String>,
+    /// Why the last request was refused, if it was.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Last change (RFC 3339).
+    pub updated: String,
+}
+
+impl PledgeRecord {
+    /// A new record in `state`.
+    pub fn new(serial: &str, state: PledgeState) -> Self {
+        PledgeRecord {
+            serial: serial.to_string(),
+            state,
+            manufacturer: None,
+            idevid_sha256: None,
+            pending_request_sha256: None,
+            last_rvr: None,
+            last_rvr_format: None,
+            last_nonce: None,
+            voucher_status: None,
+            enroll_status: None,
+            enroll_status_via: None,
+            audit_log: None,
+            reason: None,
+            updated: now_text(),
+        }
+    }
+}
+
+fn now_text() -> String {
+    OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The record of `serial`, if any.
+pub async fn get(store: &dyn Store, serial: &str) -> Result<Option<PledgeRecord>, StoreError> {
+    store.get_setting_json(&format!("{PREFIX}{serial}")).await
+}
+
+/// Writes `record` (stamping `updated`).
+pub async fn put(store: &dyn Store, record: &mut PledgeRecord) -> Result<(), StoreError> {
+    record.updated = now_text();
+    store.put_setting_json(&format!("{PREFIX}{}", record.serial), record).await
+}
+
+/// Every record, by serial.
+pub async fn list(store: &dyn Store) -> Result<Vec<PledgeRecord>, StoreError> {
+    let mut out = Vec::new();
+    for (key, value) in store.settings_with_prefix(PREFIX).await? {
+        let r: PledgeRecord = serde_json::from_str(&value)
+            .map_err(|e| StoreError::Corrupt { what: format!("setting `{key}`: {e}") })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Appends an audit event about pledge `serial`.
+pub async fn audit(store: &dyn Store, actor: &str, action: &str, serial: &str, detail: serde_json::Value) {
+    let event = AuditEvent {
+        actor: actor.to_string(),
+        action: action.to_string(),
+        subject: serial.to_string(),
+        detail,
+        at: OffsetDateTime::now_utc(),
+    };
+    if let Err(e) = store.append_audit(&event).await {
+        tracing::error!(%serial, action, error = %e, "cannot append to the audit log");
+    }
+}
+
+/// Operator decision (`brski registrar approve|deny`): sets the state, creating the record for
+/// a serial not seen yet (pre-approval). Returns the updated record.
+pub async fn decide(
+    store: &dyn Store,
+    serial: &str,
+    approve: bool,
+    operator: &str,
+) -> Result<PledgeRecord, StoreError> {
+    let mut r = get(store, serial).await?.unwrap_or_else(|| PledgeRecord::new(serial, PledgeState::Pending));
+    r.state = if approve { PledgeState::Approved } else { PledgeState::Denied };
+    r.reason = (!approve).then(|| format!("denied by {operator}"));
+    put(store, &mut r).await?;
+    let action = if approve { "pledge.approved" } else { "pledge.denied" };
+    audit(store, operator, action, serial, serde_json::json!({})).await;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::store::SqliteStore;
+
+    #[tokio::test]
+    async fn records_round_trip_and_decisions_apply() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let mut r = PledgeRecord::new("SN-1", PledgeState::Pending);
+        put(&store, &mut r).await.unwrap();
+        assert_eq!(get(&store, "SN-1").await.unwrap().unwrap().state, PledgeState::Pending);
+        assert_eq!(decide(&store, "SN-1", true, "op").await.unwrap().state, PledgeState::Approved);
+        assert_eq!(decide(&store, "SN-2", false, "op").await.unwrap().state, PledgeState::Denied);
+        let all = list(&store).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(), ["SN-1", "SN-2"]);
+        let events = store.audit_events(Some("SN-2"), 0, 10).await.unwrap();
+        assert_eq!(events[0].event.action, "pledge.denied");
+    }
+}

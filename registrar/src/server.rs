@@ -1,0 +1,140 @@
+//! The registrar as a running service: its identity and policy ([`Registrar`]), the router that
+//! serves BRSKI (`/.well-known/brski/...`) and EST (`/.well-known/est/...`) on one TLS port,
+//! and the accept loop (TLS 1.3/1.2, IDevID client certificates accepted provisionally and
+//! judged by the handlers).
+
+use crate::authority::RegistrarAuthority;
+use crate::config::RegistrarConfig;
+use crate::handlers;
+use axum::routing::post;
+use axum::Router;
+use est::authority::LocalCa;
+use est::server::{AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy};
+use shared::brski::{domain_id, PATH_ENROLL_STATUS, PATH_REQUEST_VOUCHER, PATH_VOUCHER_STATUS};
+use shared::keys::Signer;
+use shared::pki::{self, CertificateAuthority, Profile};
+use shared::store::Store;
+use std::sync::Arc;
+use x509_cert::Certificate;
+
+/// A registrar: configuration, store, its TLS/signing identity and the domain CA.
+pub struct Registrar {
+    config: RegistrarConfig,
+    store: Arc<dyn Store>,
+    chain: Vec<Certificate>,
+    key: Arc<dyn Signer>,
+    authority: Arc<RegistrarAuthority>,
+    own_domain_ids: Vec<String>,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar").field("listen", &self.config.listen).finish_non_exhaustive()
+    }
+}
+
+impl Registrar {
+    /// A registrar issuing LDevIDs from `ca`, identified by `cert` (cmcRA + serverAuth +
+    /// clientAuth, issued by `ca`) with `key`.
+    pub fn new(
+        config: RegistrarConfig,
+        store: Arc<dyn Store>,
+        ca: CertificateAuthority,
+        cert: Certificate,
+        key: Arc<dyn Signer>,
+    ) -> Self {
+        let domain_ca = ca.certificate().clone();
+        let chain = vec![cert.clone(), domain_ca.clone()];
+        let own_domain_ids = vec![domain_id(&domain_ca), domain_id(&cert)];
+        let profiles = [(String::new(), ldevid_profile(&config))].into_iter().collect();
+        let authority =
+            Arc::new(RegistrarAuthority::new(LocalCa::new(ca, store.clone(), profiles), store.clone()));
+        Registrar { config, store, chain, key, authority, own_domain_ids }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The registrar certificate, then the domain CA.
+    pub fn chain(&self) -> &[Certificate] {
+        &self.chain
+    }
+
+    /// The registrar's TLS certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.chain[0]
+    }
+
+    /// The domain CA certificate.
+    pub fn domain_ca(&self) -> &Certificate {
+        &self.chain[1]
+    }
+
+    /// The registrar's key.
+    pub fn key(&self) -> Arc<dyn Signer> {
+        self.key.clone()
+    }
+
+    /// The audit-log domainIDs that mean this domain (the domain CA's and the registrar's).
+    pub fn own_domain_ids(&self) -> &[String] {
+        &self.own_domain_ids
+    }
+
+    /// The EST policy of the default label: client certificates from the manufacturers
+    /// (IDevIDs) or the domain CA (LDevIDs), channel binding as configured.
+    fn est_config(&self) -> EstServerConfig {
+        let mut policy = LabelPolicy::new(ldevid_profile(&self.config));
+        policy.auth = AuthRequirement::ClientCert;
+        policy.binding =
+            if self.config.require_binding { BindingPolicy::Require } else { BindingPolicy::Accept };
+        policy.client_cert_anchors =
+            self.config.manufacturers.iter().flat_map(|m| m.idevid_anchors.iter().cloned()).collect();
+        policy.client_cert_anchors.push(self.domain_ca().clone());
+        EstServerConfig::default().with_label("", policy)
+    }
+
+    /// BRSKI and EST routes on one router.
+    pub fn router(self: &Arc<Self>) -> Result<Router, ConfigError> {
+        let est = est::server::router(self.est_config(), self.authority.clone())?;
+        let brski = Router::new()
+            .route(PATH_REQUEST_VOUCHER, post(handlers::request_voucher))
+            .route(PATH_VOUCHER_STATUS, post(handlers::voucher_status))
+            .route(PATH_ENROLL_STATUS, post(handlers::enroll_status))
+            .with_state(self.clone());
+        Ok(brski.merge(est))
+    }
+
+    /// The TLS server configuration: the registrar chain and key, client certificates optional.
+    pub fn tls_config(&self) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        let chain = self
+            .chain
+            .iter()
+            .map(|c| pki::cert_to_der(c).map(rustls::pki_types::CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        Ok(Arc::new(est::server::server_tls_config_with_signer(chain, self.key.clone())?))
+    }
+
+    /// Serves on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let router = self.router().map_err(std::io::Error::other)?;
+        let tls = self.tls_config().map_err(std::io::Error::other)?;
+        est::server::serve(listener, tls, router).await
+    }
+}
+
+/// The LDevID profile: clientAuth + serverAuth, subject from the CSR (checked to carry the
+/// IDevID's serialNumber), the configured lifetime.
+fn ldevid_profile(config: &RegistrarConfig) -> Profile {
+    let mut p = Profile::end_entity(config.ldevid_validity);
+    p.extended_key_usage =
+        vec![const_oid::db::rfc5280::ID_KP_CLIENT_AUTH, const_oid::db::rfc5280::ID_KP_SERVER_AUTH];
+    p
+}

@@ -1,0 +1,238 @@
+//! `brski masa init|idevid|claim|serve`: the reference MASA (RFC 8995) from the command line.
+//! The CLI only parses flags and calls into the `masa` crate; every verb prints what it wrote.
+
+use super::input::read_certs;
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args, Subcommand};
+use masa::state::{
+    CA_CERT_FILE, CA_KEY_FILE, CONFIG_FILE, SIGNER_CERT_FILE, SIGNER_KEY_FILE, STORE_FILE, TLS_CERT_FILE,
+    TLS_KEY_FILE,
+};
+use masa::{InitOptions, Masa, Owner};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The `brski masa` verbs.
+#[derive(Debug, Subcommand)]
+pub enum MasaCommand {
+    /// Create a MASA state directory: manufacturer CA, voucher-signing key and certificate, TLS
+    /// certificate, masa.toml (commented) and masa.db. Refuses to overwrite an existing one.
+    Init(InitArgs),
+    /// Mint IDevIDs: one device (--serial) or a batch (--count with --serial-prefix), each as
+    /// idevid.key (0600), idevid.pem and manufacturer-ca.pem (the pledge's voucher anchor).
+    Idevid(IdevidArgs),
+    /// Record which domain owns a device: its domain CA certificate or the SHA-256 of its key.
+    Claim(ClaimArgs),
+    /// Run the MASA (POST /.well-known/brski/requestvoucher and requestauditlog) over HTTPS.
+    Serve(ServeArgs),
+}
+
+/// `brski masa init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// State directory to create.
+    #[arg(long)]
+    state: PathBuf,
+    /// The MASA URL authority (host:port) written into every IDevID (id-pe-masa-url).
+    #[arg(long)]
+    url: String,
+    /// Address to listen on (config key `listen`).
+    #[arg(long, default_value = masa::config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Manufacturer name: O= of the manufacturer CA and the IDevIDs.
+    #[arg(long, default_value = "brski reference manufacturer")]
+    manufacturer: String,
+}
+
+/// `brski masa idevid`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["serial", "count"])))]
+pub struct IdevidArgs {
+    /// MASA state directory.
+    #[arg(long)]
+    state: PathBuf,
+    /// Serial number of the one device to mint.
+    #[arg(long)]
+    serial: Option<String>,
+    /// Number of devices to mint (serials <prefix>0001, <prefix>0002, ...).
+    #[arg(long, requires = "serial_prefix")]
+    count: Option<usize>,
+    /// Serial number prefix of a batch.
+    #[arg(long)]
+    serial_prefix: Option<String>,
+    /// Output directory (a batch gets one subdirectory per serial).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `brski masa claim`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("owner").required(true).args(["domain_ca", "pubk_sha256"])))]
+pub struct ClaimArgs {
+    /// MASA state directory.
+    #[arg(long)]
+    state: PathBuf,
+    /// Serial number of the device.
+    #[arg(long)]
+    serial: String,
+    /// The owner's domain CA certificate (PEM).
+    #[arg(long)]
+    domain_ca: Option<String>,
+    /// SHA-256 (hex) of the owner's public key (SubjectPublicKeyInfo).
+    #[arg(long)]
+    pubk_sha256: Option<String>,
+    /// The record expires after this many days (default: never).
+    #[arg(long)]
+    days: Option<u32>,
+}
+
+/// `brski masa serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// MASA state directory.
+    #[arg(long)]
+    state: PathBuf,
+    /// Address to listen on (overrides config key `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Issue "logged" vouchers for devices without an ownership record (overrides
+    /// `allow_any_owner`; a test-lab policy).
+    #[arg(long)]
+    allow_any_owner: bool,
+    /// Issue nonceless vouchers to registrars authenticated as the owner (overrides `nonceless`).
+    #[arg(long)]
+    nonceless: bool,
+}
+
+/// Runs a `brski masa` verb.
+pub fn run(cmd: MasaCommand) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cmd {
+            MasaCommand::Init(a) => init(a).await,
+            MasaCommand::Idevid(a) => idevid(a).await,
+            MasaCommand::Claim(a) => claim(a).await,
+            MasaCommand::Serve(a) => serve(a).await,
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn init(a: InitArgs) -> anyhow::Result<()> {
+    let opts = InitOptions { url: a.url, listen: a.listen, manufacturer: a.manufacturer };
+    let m = Masa::init(&a.state, &opts).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "initialised MASA state in {}", a.state.display())?;
+    let files = [
+        (CONFIG_FILE, "configuration (commented)"),
+        (CA_CERT_FILE, "manufacturer CA: the pledges' voucher trust anchor"),
+        (CA_KEY_FILE, "manufacturer CA key (0600)"),
+        (SIGNER_CERT_FILE, "voucher-signing certificate"),
+        (SIGNER_KEY_FILE, "voucher-signing key (0600)"),
+        (TLS_CERT_FILE, "TLS server certificate"),
+        (TLS_KEY_FILE, "TLS server key (0600)"),
+        (STORE_FILE, "store: devices, owners, vouchers, audit log"),
+    ];
+    for (name, what) in files {
+        writeln!(out, "  {}  {what}", a.state.join(name).display())?;
+    }
+    writeln!(
+        out,
+        "IDevIDs will name the MASA at {} (https://{}/.well-known/brski)",
+        m.config().url,
+        m.config().url
+    )?;
+    Ok(())
+}
+
+async fn idevid(a: IdevidArgs) -> anyhow::Result<()> {
+    let m = Masa::load(&a.state).await?;
+    match (&a.serial, a.count, &a.serial_prefix) {
+        (Some(serial), None, _) => {
+            let d = m.mint_idevid_to(serial, &a.out).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "minted IDevID for serial {} ({})",
+                d.serial,
+                d.idevid.tbs_certificate().subject()
+            )?;
+            print_device_files(&mut out, &a.out)?;
+        }
+        (None, Some(count), Some(prefix)) => {
+            let mut progress = |done: usize, total: usize, serial: &str| {
+                eprint!("\rminted {done}/{total} ({serial})");
+                if done == total {
+                    eprintln!();
+                }
+            };
+            let serials = m.mint_batch(prefix, count, &a.out, &mut progress).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "minted {} IDevIDs under {}", serials.len(), a.out.display())?;
+            for s in &serials {
+                print_device_files(&mut out, &a.out.join(s))?;
+            }
+        }
+        _ => bail!("give --serial SN, or --count N with --serial-prefix P"),
+    }
+    Ok(())
+}
+
+fn print_device_files(out: &mut impl Write, dir: &Path) -> std::io::Result<()> {
+    for name in [masa::idevid::IDEVID_KEY_FILE, masa::idevid::IDEVID_CERT_FILE, masa::idevid::ANCHOR_FILE] {
+        writeln!(out, "  {}", dir.join(name).display())?;
+    }
+    Ok(())
+}
+
+async fn claim(a: ClaimArgs) -> anyhow::Result<()> {
+    let m = Masa::load(&a.state).await?;
+    let owner = match (&a.domain_ca, &a.pubk_sha256) {
+        (Some(file), None) => {
+            let cert = read_certs(file)?.into_iter().next().context("no certificate")?;
+            Owner::DomainCa(cert)
+        }
+        (None, Some(hex)) => Owner::from_sha256_hex(hex)?,
+        _ => bail!("give one of --domain-ca FILE and --pubk-sha256 HEX"),
+    };
+    let expires = a.days.map(|d| time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(d)));
+    let r = m.claim(&a.serial, owner, expires).await?;
+    let until = r.expires.map_or("no expiry".to_string(), |e| format!("until {}", masa::audit::rfc3339(e)));
+    println!(
+        "recorded owner of serial {}: {} ({until}) in {}",
+        r.serial,
+        r.owner.describe(),
+        a.state.join(STORE_FILE).display()
+    );
+    Ok(())
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let mut m = Masa::load(&a.state).await?;
+    let cfg = m.config_mut();
+    if let Some(listen) = a.listen {
+        cfg.listen = listen;
+    }
+    cfg.allow_any_owner |= a.allow_any_owner;
+    cfg.nonceless |= a.nonceless;
+    let m = Arc::new(m);
+    let listener = masa::server::bind(&m).await?;
+    let addr = listener.local_addr()?;
+    let c = m.config();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "brski MASA on https://{addr}/.well-known/brski (IDevIDs name {})", c.url);
+    let _ = writeln!(
+        out,
+        "  allow_any_owner = {}, nonceless = {}, anchor {}",
+        c.allow_any_owner,
+        c.nonceless,
+        a.state.join(CA_CERT_FILE).display()
+    );
+    let _ = out.flush();
+    drop(out);
+    masa::server::serve(m, listener).await?;
+    Ok(())
+}

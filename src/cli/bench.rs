@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// Enrollment load against an EST server (simpleenroll).
     Est(EstBenchArgs),
+    /// Full BRSKI bootstraps (voucher + EST) against an in-process MASA and registrar.
+    Brski(super::bench_brski::BrskiBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,9 +37,11 @@ pub struct EstBenchArgs {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Est(a) = cmd;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(bench_est(a))
+    match cmd {
+        BenchCommand::Est(a) => rt.block_on(bench_est(a)),
+        BenchCommand::Brski(a) => rt.block_on(super::bench_brski::bench(a)),
+    }
 }
 
 /// Shared state of one run.

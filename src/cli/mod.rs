@@ -1,6 +1,7 @@
 //! The command-line surface: one subcommand per role or tool, each in its own module.
 
 mod bench;
+mod bench_brski;
 mod demo;
 mod est;
 mod est_serve;

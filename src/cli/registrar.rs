@@ -138,10 +138,11 @@ async fn list(w: Where) -> anyhow::Result<ExitCode> {
     let all = pledges::list(store.as_ref()).await?;
     if all.is_empty() {
         println!("no pledges yet");
+        return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:<15} {:<14} {:<8} {:<8} {}",
-        "SERIAL", "STATE", "MANUFACTURER", "VOUCHER", "ENROLL", "UPDATED / REASON"
+        "{:<20} {:<15} {:<14} {:<8} {:<8} UPDATED / REASON",
+        "SERIAL", "STATE", "MANUFACTURER", "VOUCHER", "ENROLL"
     );
     for r in all {
         let st = |s: &Option<shared::brski::StatusReport>| {

@@ -34,6 +34,9 @@ async fn twenty_in_parallel(format: Format) {
     }
     let records = pledges::list(lab.registrar.store().as_ref()).await.unwrap();
     assert_eq!(records.len(), PLEDGES);
+    if format == Format::Cms && tests::peer("openssl") {
+        openssl_verifies_registrar_request(&domain_ca, records[0].last_rvr.as_deref().expect("RVR kept"));
+    }
     for r in records {
         assert_eq!(r.state, PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
         assert_eq!(r.enroll_status_via.as_deref(), Some("ldevid"));
@@ -52,6 +55,31 @@ fn openssl_verify(ca: &Path, chain: &Path) {
     let out =
         tests::run_ok(dir, "openssl", &["verify", "-CAfile", ca.to_str().unwrap(), leaf.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
+}
+
+/// `openssl cms -verify` accepts the registrar voucher-request (signed by the registrar,
+/// chaining to the domain CA) and prints its JSON.
+fn openssl_verifies_registrar_request(ca: &Path, rvr_b64: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let rvr = dir.path().join("rvr.p7");
+    std::fs::write(&rvr, shared::b64::decode_lenient(rvr_b64).unwrap()).unwrap();
+    let args = [
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        "rvr.p7",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        "-purpose",
+        "any",
+    ];
+    let out = tests::run_ok(dir.path(), "openssl", &args);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("RVR JSON");
+    let req = &json["ietf-voucher-request:voucher"];
+    assert!(req["prior-signed-voucher-request"].is_string() && req["idevid-issuer"].is_string(), "{json}");
+    assert!(req.get("proximity-registrar-cert").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

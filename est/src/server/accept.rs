@@ -91,6 +91,9 @@ pub async fn serve_with(
                 continue;
             }
         };
+        // Small request/response exchanges: without TCP_NODELAY, Nagle's algorithm and delayed
+        // ACKs add ~40 ms stalls to every keep-alive exchange.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {

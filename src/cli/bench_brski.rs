@@ -1,0 +1,102 @@
+//! `brski bench brski`: full bootstraps per second. Starts an in-process lab (MASA and
+//! registrar as TLS servers on loopback), mints the pledges before the clock starts, then runs
+//! complete bootstraps (voucher from the MASA, voucher_status, audit log, EST enrollment,
+//! enrollstatus) with the given concurrency and reports bootstraps/s and latency percentiles.
+
+use anyhow::bail;
+use clap::Args;
+use registrar::lab::{Lab, LabOptions};
+use shared::signed::Format;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BrskiBenchArgs {
+    /// Concurrent pledges.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Total bootstraps.
+    #[arg(long, default_value_t = 200)]
+    count: usize,
+    /// Voucher format: cms, jws or cose.
+    #[arg(long, default_value = "cms", value_parser = |s: &str| Format::from_name(s).ok_or("cms, jws or cose"))]
+    format: Format,
+    /// Lab state directory (default: a new directory under the system temp dir, removed after).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+/// Runs the benchmark.
+pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
+    if a.count == 0 || a.concurrency == 0 {
+        bail!("--count and --concurrency must be positive");
+    }
+    let (dir, remove) = match &a.state {
+        Some(d) => (d.clone(), false),
+        None => (std::env::temp_dir().join(format!("brski-bench-{}", std::process::id())), true),
+    };
+    let lab = Lab::start(&dir, LabOptions::default()).await.map_err(anyhow::Error::msg)?;
+    eprintln!("lab: MASA {} and registrar {} (state {})", lab.masa_addr, lab.registrar_url, dir.display());
+    eprintln!("minting {} IDevIDs ...", a.count);
+    let mut pledges = Vec::with_capacity(a.count);
+    for i in 0..a.count {
+        pledges.push(lab.pledge(&format!("bench-{i:06}"), a.format).await.map_err(anyhow::Error::msg)?);
+    }
+    let queue = Arc::new(std::sync::Mutex::new(pledges));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(a.count)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    eprintln!("bootstrapping {} pledges, {} at a time ({} vouchers) ...", a.count, a.concurrency, a.format);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            let (queue, latencies, failures) = (queue.clone(), latencies.clone(), failures.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some((cfg, id)) = queue.lock().ok().and_then(|mut q| q.pop()) else { return };
+                    let t = Instant::now();
+                    match pledge::bootstrap(&cfg, &id).await {
+                        Ok(_) => latencies.lock().map(|mut l| l.push(t.elapsed())).unwrap_or(()),
+                        Err(e) => {
+                            failures.lock().map(|mut f| f.push(format!("{}: {e}", id.serial))).unwrap_or(())
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let elapsed = started.elapsed();
+    drop(lab);
+    if remove {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
+    let failures = failures.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
+    report(&mut lat, &failures, elapsed)
+}
+
+fn report(lat: &mut [Duration], failures: &[String], elapsed: Duration) -> anyhow::Result<ExitCode> {
+    lat.sort();
+    let ok = lat.len();
+    let pct =
+        |p: f64| lat.get(((ok as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{ok} bootstraps in {:.2}s: {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} failed",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64(),
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(lat.last().copied().unwrap_or_default()),
+        failures.len()
+    );
+    if let Some(first) = failures.first() {
+        eprintln!("first failure: {first}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

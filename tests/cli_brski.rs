@@ -1,0 +1,109 @@
+//! The README's BRSKI walk-through with the `brski` binary: a MASA and a registrar as
+//! separate processes, a device minted and claimed, `pledge bootstrap` to an LDevID, then
+//! `pledge status` and `registrar list|approve|deny`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use tests::success_stdout as ok;
+
+fn brski(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
+}
+
+/// A server process, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `brski args...` and waits for the first line of its banner.
+fn serve(args: &[&str], expect: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn brski");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains(expect), "{first}");
+    Server(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn masa_registrar_and_pledge_processes_bootstrap_a_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name).display().to_string();
+    let (masa_port, reg_port) = (free_port(), free_port());
+    let masa_addr = format!("127.0.0.1:{masa_port}");
+    let reg_addr = format!("127.0.0.1:{reg_port}");
+
+    ok(&brski(&["masa", "init", "--state", &p("masa"), "--url", &masa_addr, "--listen", &masa_addr]));
+    ok(&brski(&["masa", "idevid", "--state", &p("masa"), "--serial", "SN-0001", "--out", &p("device")]));
+    let manufacturer = format!("lab={}", p("masa/manufacturer-ca.pem"));
+    let out = ok(&brski(&[
+        "registrar",
+        "init",
+        "--state",
+        &p("reg"),
+        "--listen",
+        &reg_addr,
+        "--manufacturer",
+        &manufacturer,
+    ]));
+    assert!(out.contains("registrar.toml"), "{out}");
+    ok(&brski(&[
+        "masa",
+        "claim",
+        "--state",
+        &p("masa"),
+        "--serial",
+        "SN-0001",
+        "--domain-ca",
+        &p("reg/domain-ca.pem"),
+    ]));
+
+    let _masa = serve(&["masa", "serve", "--state", &p("masa")], "brski MASA on https://");
+    let _reg = serve(&["registrar", "serve", "--state", &p("reg")], "brski registrar on https://");
+
+    // An operator denies, then approves; the device bootstraps.
+    let out = ok(&brski(&["registrar", "deny", "SN-0001", "--state", &p("reg")]));
+    assert!(out.contains("denied"), "{out}");
+    let url = format!("https://{reg_addr}");
+    let denied =
+        brski(&["pledge", "bootstrap", "--state", &p("device"), "--registrar", &url, "--max-attempts", "1"]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    ok(&brski(&["registrar", "approve", "SN-0001", "--state", &p("reg")]));
+    let out =
+        ok(&brski(&["pledge", "bootstrap", "--state", &p("device"), "--registrar", &url, "--format", "jws"]));
+    assert!(out.contains("enrolled (brski)") && out.contains("ldevid.pem"), "{out}");
+
+    let status = ok(&brski(&["pledge", "status", "--state", &p("device")]));
+    assert!(
+        status.contains("LDevID:") && status.contains("days left") && status.contains("brski via"),
+        "{status}"
+    );
+    let list = ok(&brski(&["registrar", "list", "--state", &p("reg")]));
+    assert!(list.contains("SN-0001") && list.contains("enrolled"), "{list}");
+    if tests::peer("openssl") {
+        let out = tests::run_ok(
+            tmp.path(),
+            "openssl",
+            &["verify", "-CAfile", "reg/domain-ca.pem", "device/ldevid.pem"],
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    }
+}

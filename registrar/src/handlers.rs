@@ -334,15 +334,7 @@ fn warn_unknown(report: &StatusReport, serial: &str) {
 }
 
 fn connection(req: &Request) -> Arc<ConnectionInfo> {
-    req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_else(|| {
-        Arc::new(ConnectionInfo {
-            remote: None,
-            peer_certs: Vec::new(),
-            exporter: None,
-            protocol: None,
-            alpn: None,
-        })
-    })
+    req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_default()
 }
 
 /// The TLS client chain, parsed (an unparsable chain counts as none).

@@ -80,20 +80,7 @@ pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report(lat: &mut [Duration], failures: &[String], elapsed: Duration) -> anyhow::Result<ExitCode> {
-    lat.sort();
-    let ok = lat.len();
-    let pct =
-        |p: f64| lat.get(((ok as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{ok} bootstraps in {:.2}s: {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} failed",
-        elapsed.as_secs_f64(),
-        ok as f64 / elapsed.as_secs_f64(),
-        ms(pct(0.50)),
-        ms(pct(0.99)),
-        ms(lat.last().copied().unwrap_or_default()),
-        failures.len()
-    );
+    println!("{}", super::bench::summary("bootstraps", lat, elapsed, failures.len()));
     if let Some(first) = failures.first() {
         eprintln!("first failure: {first}");
         return Ok(ExitCode::FAILURE);

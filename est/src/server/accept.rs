@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// TLS facts of the connection a request arrived on, inserted by [`serve`] as an
-/// `Extension<Arc<ConnectionInfo>>` into every request.
-#[derive(Debug, Clone)]
+/// `Extension<Arc<ConnectionInfo>>` into every request. The default (no TLS facts at all) is
+/// what a handler sees when the router is served without [`serve`].
+#[derive(Debug, Clone, Default)]
 pub struct ConnectionInfo {
     /// The peer's address.
     pub remote: Option<SocketAddr>,

@@ -86,15 +86,7 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 async fn handle(State(st): State<Arc<ServerState>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let conn = req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_else(|| {
-        Arc::new(ConnectionInfo {
-            remote: None,
-            peer_certs: Vec::new(),
-            exporter: None,
-            protocol: None,
-            alpn: None,
-        })
-    });
+    let conn = req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_default();
     let (label, op_name) = split_path(&path).unwrap_or(("", ""));
     let (label, op_name) = (label.to_string(), op_name.to_string());
     let result =

@@ -33,7 +33,11 @@ impl RegistrarAuthority {
     async fn decide(&self, cert: &Certificate, csr: &Verified<Csr>) -> Decision {
         let now = time::OffsetDateTime::now_utc();
         if verify_chain(cert, &[], std::slice::from_ref(self.domain_ca()), now).is_ok() {
-            return Decision::Approve;
+            // An LDevID renewing or enrolling again: only for its own serialNumber.
+            return match pki::serial_number(cert) {
+                Some(serial) => check_csr_serial(csr, &serial),
+                None => Decision::Approve,
+            };
         }
         let Some(serial) = pki::serial_number(cert) else {
             return Decision::Deny("the client certificate has no serialNumber".into());

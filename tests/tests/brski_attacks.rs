@@ -327,3 +327,22 @@ async fn pending_pledge_cannot_use_est_before_approval_and_enrolls_after() {
     approver.await.unwrap();
     assert!(outcome.files.cert.exists());
 }
+
+#[tokio::test]
+async fn enrolled_pledge_cannot_get_a_certificate_for_another_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = lab(dir.path()).await;
+    let (cfg, id) = lab.pledge("honest-1", Format::Cms).await.unwrap();
+    let outcome = bootstrap(&cfg, &id).await.expect("bootstraps");
+    // With its LDevID, the device asks for a certificate naming another device's serial.
+    let key = Arc::new(load_key_file(&outcome.files.key).unwrap());
+    let anchors = ServerTrust::Explicit(outcome.ca_certs.clone());
+    let tls = client_config(&anchors, Some((outcome.chain.clone(), key as Arc<dyn Signer>))).unwrap();
+    let mut conn = EstClient::new(&lab.registrar_url, None, tls).unwrap().connect().await.unwrap();
+    let new_key = SoftwareKey::generate(Algorithm::Es256).unwrap();
+    let subject = pki::name_with_serial("CN=someone else", "victim-9").unwrap();
+    let binding = conn.channel_binding().unwrap();
+    let csr = est::binding::csr_with_challenge_password(&subject, &[], &new_key, &binding).unwrap();
+    let text = conn.simpleenroll(&csr).await.expect_err("refused").to_string();
+    assert!(text.contains("403") && text.contains("victim-9"), "{text}");
+}

@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use est::server::ConnectionInfo;
-use http_body_util::BodyExt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use shared::brski::{PATH_REQUEST_AUDIT_LOG, PATH_REQUEST_VOUCHER};
 use std::sync::Arc;
@@ -163,31 +162,12 @@ async fn refuse(st: &ServerState, action: &str, seen: &Seen, facts: &Facts, e: M
     e.to_response(media::wants_problem_json(facts.accept.as_deref()))
 }
 
-/// Reads at most `limit` bytes. Past the limit the rest is drained (up to 1 MiB more) so the
-/// client reads the 413 instead of a connection reset.
-async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, MasaError> {
-    let mut buf = Vec::new();
-    let mut over = false;
-    let mut drained = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| MasaError::BodyRead(e.to_string()))?;
-        let Ok(data) = frame.into_data() else { continue };
-        if over {
-            drained += data.len();
-            if drained > 1024 * 1024 {
-                break;
-            }
-        } else if buf.len() + data.len() > limit {
-            over = true;
-            buf = Vec::new();
-        } else {
-            buf.extend_from_slice(&data);
-        }
-    }
-    if over {
-        return Err(MasaError::PayloadTooLarge(limit));
-    }
-    Ok(buf)
+/// Reads the body within `limit` (the shared EST-server reader), as a [`MasaError`].
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, MasaError> {
+    est::server::read_limited(body, limit).await.map_err(|e| match e {
+        est::server::BodyError::TooLarge(n) => MasaError::PayloadTooLarge(n),
+        est::server::BodyError::Read(r) => MasaError::BodyRead(r),
+    })
 }
 
 async fn metrics(State(st): State<Arc<ServerState>>) -> Response {

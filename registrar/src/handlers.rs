@@ -15,7 +15,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use est::server::ConnectionInfo;
-use http_body_util::{BodyExt, Limited};
 use shared::brski::{StatusReport, MAX_JSON_BODY};
 use shared::pki::{self, verify_chain};
 use shared::signed::{Format, MAX_ARTIFACT_LEN};
@@ -360,13 +359,12 @@ fn accepted_formats(h: &HeaderMap) -> Vec<Format> {
     accept.split(',').filter_map(Format::from_media_type).collect()
 }
 
-/// Reads the body with a size limit and a timeout.
-async fn read_body(req: Request, limit: usize) -> Result<bytes::Bytes, RegistrarError> {
-    let collect = Limited::new(req.into_body(), limit).collect();
-    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+/// Reads the body with a size limit (the shared EST-server reader) and a timeout.
+async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, RegistrarError> {
+    match tokio::time::timeout(BODY_TIMEOUT, est::server::read_limited(req.into_body(), limit)).await {
         Err(_) => Err(RegistrarError::Body("timed out".into())),
-        Ok(Ok(b)) => Ok(b.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(RegistrarError::TooLarge(limit)),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(est::server::BodyError::TooLarge(n))) => Err(RegistrarError::TooLarge(n)),
         Ok(Err(e)) => Err(RegistrarError::Body(e.to_string())),
     }
 }

@@ -15,6 +15,7 @@
 //! * `error`: [`EstError`] and its single mapping to HTTP + RFC 9457 body;
 //! * `tls`: [`server_tls_config`] and its optional client-certificate verifier;
 //! * `accept`: the accept loop ([`serve`]) and the per-connection [`ConnectionInfo`];
+//! * `limited`: reading a request body within a size limit ([`read_limited`]);
 //! * `credential_cache`: recently verified Basic credentials, so argon2 runs once per TTL;
 //! * `state`: what every handler shares (configuration, authority, credential cache);
 //! * `auth`: HTTP Basic and TLS client-certificate authentication;
@@ -28,6 +29,7 @@ mod credential_cache;
 mod error;
 mod file_config;
 mod handlers;
+mod limited;
 mod password;
 mod routes;
 mod state;
@@ -40,6 +42,7 @@ pub use config::{
 pub use error::{EstError, MEDIA_PROBLEM, WWW_AUTHENTICATE_BASIC};
 pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
+pub use limited::{read_limited, BodyError};
 pub use password::{hash_password, verify_password};
 pub use routes::router;
 pub use tls::{server_tls_config, server_tls_config_with_signer};

@@ -2,13 +2,12 @@
 //! answering base64 DER (RFC 8951).
 
 use crate::server::error::EstError;
+use crate::server::limited::{read_limited, BodyError};
 use crate::server::state::ServerState;
 use crate::wire;
-use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use shared::pki::Csr;
 use shared::Verified;
 
@@ -29,37 +28,14 @@ pub(crate) async fn read_csr(st: &ServerState, req: Request) -> Result<Verified<
     let limit = st.config.body_limit;
     let body = tokio::time::timeout(st.config.body_timeout, read_limited(req.into_body(), limit))
         .await
-        .map_err(|_| EstError::BodyTimeout)??;
+        .map_err(|_| EstError::BodyTimeout)?
+        .map_err(|e| match e {
+            BodyError::TooLarge(n) => EstError::PayloadTooLarge(n),
+            BodyError::Read(r) => EstError::BodyRead(r),
+        })?;
     let der = wire::decode_body(&body).map_err(|_| EstError::BadBase64)?;
     Csr::verify_der(&der).map_err(|e| match e {
         shared::pki::CsrError::TooLarge(n) => EstError::PayloadTooLarge(n.min(shared::pki::MAX_CSR_LEN)),
         other => EstError::BadCsr(other.to_string()),
     })
-}
-
-/// Reads at most `limit` bytes. Past the limit the rest is drained (up to 1 MiB more) so the
-/// client reads the 413 instead of a connection reset.
-async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, EstError> {
-    let mut buf = Vec::new();
-    let mut over = false;
-    let mut drained = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| EstError::BodyRead(e.to_string()))?;
-        let Ok(data) = frame.into_data() else { continue };
-        if over {
-            drained += data.len();
-            if drained > 1024 * 1024 {
-                break;
-            }
-        } else if buf.len() + data.len() > limit {
-            over = true;
-            buf = Vec::new();
-        } else {
-            buf.extend_from_slice(&data);
-        }
-    }
-    if over {
-        return Err(EstError::PayloadTooLarge(limit));
-    }
-    Ok(buf)
 }

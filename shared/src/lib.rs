@@ -4,6 +4,7 @@
 //! Nothing here opens a socket. Roles (MASA, registrar, pledge, owner) and the EST crate call
 //! these functions with bytes and typed values and move the results over the network.
 
+pub mod agent;
 pub mod b64;
 pub mod brski;
 pub mod crypto;

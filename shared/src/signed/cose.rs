@@ -133,6 +133,18 @@ impl CoseSigned {
         Ok(verified(self.unverified_payload().to_vec(), path))
     }
 
+    /// Verifies the signature with a known public key (DER SubjectPublicKeyInfo), such as the
+    /// key of the TLS client that sent the object; returns the payload.
+    pub fn verify_with_spki(&self, spki_der: &[u8]) -> Result<Verified<Vec<u8>>, SignatureError> {
+        let alg = self.algorithm()?;
+        let key = crate::crypto::PublicKey::from_spki_der(spki_der)
+            .map_err(|e| SignatureError::Malformed(format!("public key: {e}")))?;
+        self.sign1
+            .verify_signature(b"", |sig, tbs| key.verify_raw(alg, tbs, sig))
+            .map_err(|_| SignatureError::BadSignature)?;
+        Ok(verified(self.unverified_payload().to_vec(), Vec::new()))
+    }
+
     /// Removes unprotected x5bag / x5chain (a registrar does this before forwarding a MASA
     /// voucher to a pledge) and re-encodes.
     pub fn without_unprotected_certs(&self) -> Result<Vec<u8>, SignatureError> {

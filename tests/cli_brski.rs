@@ -29,8 +29,11 @@ fn serve(args: &[&str], expect: &str) -> Server {
         .spawn()
         .expect("spawn brski");
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     assert!(first.contains(expect), "{first}");
+    // Keep reading: a closed pipe would make the server's later lines fail (EPIPE) and kill it.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     Server(child)
 }
 
@@ -72,7 +75,10 @@ fn masa_registrar_and_pledge_processes_bootstrap_a_device() {
     ]));
 
     let _masa = serve(&["masa", "serve", "--state", &p("masa")], "brski MASA on https://");
-    let _reg = serve(&["registrar", "serve", "--state", &p("reg")], "brski registrar on https://");
+    // --no-mdns: no multicast announcement out of the test machine (tests/cli_mdns.rs covers mDNS
+    // inside a network namespace).
+    let _reg =
+        serve(&["registrar", "serve", "--state", &p("reg"), "--no-mdns"], "brski registrar on https://");
 
     // An operator denies, then approves; the device bootstraps.
     let out = ok(&brski(&["registrar", "deny", "SN-0001", "--state", &p("reg")]));

@@ -395,24 +395,40 @@ fn sign_then_verify_in_all_formats() {
 }
 
 #[test]
-fn demo_runs_and_leaves_verifiable_vouchers() {
+fn demo_runs_the_whole_chain_and_reuses_its_state() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let out = ok(&brski(&["demo", "--state", state.to_str().unwrap(), "--serial", "TEST-7"]));
-    assert!(out.contains("voucher for another request: refused"), "{out}");
-    for ext in ["vcj", "vjj", "vch"] {
-        ok(&brski(&[
-            "voucher",
-            "verify",
-            state.join(format!("voucher.{ext}")).to_str().unwrap(),
-            "--trust",
-            state.join("manufacturer-ca.pem").to_str().unwrap(),
-            "--serial",
-            "TEST-7",
-            "--registrar-cert",
-            state.join("registrar.pem").to_str().unwrap(),
-        ]));
+    let out = ok(&brski(&["demo", "--state", state.to_str().unwrap()]));
+    for step in [
+        "MASA (manufacturer) and registrar",
+        "bootstraps with BRSKI",
+        "Identity Proxy",
+        "a credential with no owner",
+        "model 1: the owner signs",
+        "model 3: the server challenges the owner",
+        "owner mailto:alice@campus.example (agent-mediated)",
+        "owner mailto:alice@campus.example (server-mediated)",
+        "model 2: the owner's gateway approves",
+        "owner https://gateway.research.campus.example (owner-mediated)",
+        "brski_issued_total{role=\"registrar\",kind=\"agent-credential\"} 4",
+    ] {
+        assert!(out.contains(step), "missing {step:?} in\n{out}");
     }
-    let again = brski(&["demo", "--state", state.to_str().unwrap()]);
-    assert!(!again.status.success(), "a second run must not overwrite the first run's keys");
+    let pledge = state.join("lab/pledges/demo-0001");
+    // The voucher the pledge stored verifies with the manufacturer's anchor, pinned to the
+    // registrar the pledge enrolled with.
+    ok(&brski(&[
+        "voucher",
+        "verify",
+        pledge.join("voucher.vcj").to_str().unwrap(),
+        "--trust",
+        state.join("lab/masa/manufacturer-ca.pem").to_str().unwrap(),
+        "--serial",
+        "demo-0001",
+    ]));
+    // A second run reuses the state: same domain CA, a new pledge.
+    let ca = std::fs::read(state.join("lab/registrar/domain-ca.pem")).unwrap();
+    let again = ok(&brski(&["demo", "--state", state.to_str().unwrap()]));
+    assert!(again.contains("pledge demo-0002"), "{again}");
+    assert_eq!(std::fs::read(state.join("lab/registrar/domain-ca.pem")).unwrap(), ca);
 }

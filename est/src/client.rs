@@ -282,6 +282,28 @@ impl EstConnection {
         })
     }
 
+    /// GETs the absolute `path` on this connection (for protocols other than EST on the same
+    /// connection, e.g. the agent issuance endpoints), with an optional `accept`.
+    pub async fn get_raw(&mut self, path: &str, accept: Option<&str>) -> Result<RawReply, ClientError> {
+        let headers = accept.map(|a| vec![(ACCEPT, a.to_string())]).unwrap_or_default();
+        let r = self.exchange(Method::GET, path, headers, Bytes::new()).await?;
+        Ok(RawReply {
+            status: r.status,
+            content_type: r.content_type,
+            retry_after: r.retry_after,
+            body: r.body,
+        })
+    }
+
+    /// Whether the connection is closed (by the server, or after an error): a kept-alive
+    /// connection is reused only while this is false.
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
     /// HTTP version in use.
     pub fn is_http2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))

@@ -38,14 +38,10 @@ pub fn format_name(format: Format) -> &'static str {
     }
 }
 
-/// Appends the audit event of an issued voucher.
-pub async fn record_issued(
-    masa: &Masa,
-    a: &Approved,
-    v: &VoucherRecord,
-    actor: &str,
-) -> Result<(), MasaError> {
-    let event = AuditEvent {
+/// The audit event of an issued voucher (committed with the voucher record, see
+/// [`crate::voucher::issue`]).
+pub fn issued_event(a: &Approved, v: &VoucherRecord, actor: &str) -> AuditEvent {
+    AuditEvent {
         actor: actor.to_string(),
         action: ACTION_ISSUED.into(),
         subject: a.serial.clone(),
@@ -58,9 +54,7 @@ pub async fn record_issued(
             "registrar": a.registrar.tbs_certificate().subject().to_string(),
         }),
         at: v.created_at,
-    };
-    masa.store().append_audit(&event).await?;
-    Ok(())
+    }
 }
 
 /// Appends the audit event of a refusal. Never fails: a store error is logged, the refusal

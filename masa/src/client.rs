@@ -2,20 +2,29 @@
 //! voucher-request to `requestvoucher` or `requestauditlog` over HTTPS. The MASA's TLS
 //! certificate must chain to the given anchors and match the URL's host (DNS-ID or IP, checked
 //! by webpki); SNI is sent for DNS names; the registrar's client certificate is presented when
-//! given. Each call opens one connection (HTTP/2 or HTTP/1.1 by ALPN) under a timeout.
+//! given. Connections (HTTP/2 or HTTP/1.1 by ALPN) are kept alive and reused by later calls of
+//! the same client and its clones: a registrar keeps one client per MASA, so a bootstrap does
+//! not pay for new TLS handshakes to the MASA. Every exchange runs under a timeout.
 
-use est::client::{ClientError, EstClient};
+use est::client::{ClientError, EstClient, EstConnection, RawReply};
 use est::tls::{client_config, ServerTrust};
 use hyper::StatusCode;
 use shared::brski::{masa_base_url, AuditLog};
 use shared::keys::Signer;
 use shared::signed::Format;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use x509_cert::Certificate;
 
 /// Default per-step timeout (connect, handshake, request).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle connections a client keeps for reuse; more are closed after their exchange.
+const MAX_IDLE: usize = 16;
+
+/// An idle connection older than this is closed rather than reused (servers close idle
+/// connections after a while; a fresh handshake is cheaper than a failed exchange).
+const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
 
 /// Why a MASA exchange failed before an HTTP answer arrived, or the answer was unusable.
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +76,13 @@ impl MasaReply {
     }
 }
 
-/// An HTTPS client of one MASA.
+/// An HTTPS client of one MASA. Clones share the TLS configuration (and its session cache)
+/// and the idle keep-alive connections.
 #[derive(Clone)]
 pub struct MasaClient {
     est: EstClient,
     base_path: String,
+    idle: Arc<Mutex<Vec<(EstConnection, Instant)>>>,
 }
 
 impl std::fmt::Debug for MasaClient {
@@ -99,7 +110,7 @@ impl MasaClient {
             .map_err(|e| MasaClientError::Tls(e.to_string()))?;
         let est = EstClient::new(&url, None, tls).map_err(|_| MasaClientError::Url(base_url.into()))?;
         let base_path = uri.path().trim_end_matches('/').to_string();
-        Ok(MasaClient { est: est.with_timeout(DEFAULT_TIMEOUT), base_path })
+        Ok(MasaClient { est: est.with_timeout(DEFAULT_TIMEOUT), base_path, idle: Arc::default() })
     }
 
     /// Sets the per-step timeout (connect, handshake, request); default 30 s.
@@ -138,7 +149,8 @@ impl MasaClient {
 
     /// POSTs `body` to the BRSKI `resource` (e.g. `requestvoucher`) with the given
     /// Content-Type and Accept: the building block of the calls above, for diagnostics and
-    /// tests.
+    /// tests. An idle kept-alive connection is used when there is one; if it fails (the MASA
+    /// closed it meanwhile), the request is sent once more on a new connection.
     pub async fn post(
         &self,
         resource: &str,
@@ -146,12 +158,56 @@ impl MasaClient {
         accept: &str,
         body: Vec<u8>,
     ) -> Result<MasaReply, MasaClientError> {
-        let mut conn = self.est.connect().await?;
         let path = format!("{}/{resource}", self.base_path);
+        if let Some(mut conn) = self.take_idle() {
+            match conn.post_raw(&path, content_type, Some(accept), body.clone()).await {
+                Ok(raw) => {
+                    self.keep(conn);
+                    return Ok(reply(raw));
+                }
+                // A slow MASA is not retried (that would double the wait).
+                Err(e @ ClientError::Timeout(_)) => return Err(e.into()),
+                Err(e) => tracing::debug!(error = %e, "kept-alive MASA connection failed; reconnecting"),
+            }
+        }
+        let mut conn = self.est.connect().await?;
         let raw = conn.post_raw(&path, content_type, Some(accept), body).await?;
-        let reason = (raw.status != StatusCode::OK).then(|| raw.detail());
-        Ok(MasaReply { status: raw.status, content_type: raw.content_type, body: raw.body.to_vec(), reason })
+        self.keep(conn);
+        Ok(reply(raw))
     }
+
+    /// The most recently used idle connection that is still open and young enough.
+    fn take_idle(&self) -> Option<EstConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((conn, since)) = idle.pop() {
+            if !conn.is_closed() && since.elapsed() < MAX_IDLE_AGE {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse, unless it is closed or enough are kept.
+    fn keep(&self, conn: EstConnection) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(c, since)| !c.is_closed() && since.elapsed() < MAX_IDLE_AGE);
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// Idle connections kept for reuse (for tests and diagnostics).
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+fn reply(raw: RawReply) -> MasaReply {
+    let reason = (raw.status != StatusCode::OK).then(|| raw.detail());
+    MasaReply { status: raw.status, content_type: raw.content_type, body: raw.body.to_vec(), reason }
 }
 
 #[cfg(test)]

@@ -183,6 +183,11 @@ impl MasaError {
         }
     }
 
+    /// The stable reason code (problem type suffix, metrics label).
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         self.parts().0

@@ -14,7 +14,6 @@
 //! * `voucher`: building, signing and recording the voucher;
 //! * `audit`: the store's audit events and the RFC 8995 §5.8 audit log;
 //! * `media`: Content-Type / Accept negotiation;
-//! * `metrics`: Prometheus counters;
 //! * `server`: the axum router and the TLS server;
 //! * `client`: [`client::MasaClient`] for registrars.
 
@@ -24,7 +23,6 @@ pub mod config;
 pub mod error;
 pub mod idevid;
 pub mod media;
-mod metrics;
 pub mod ownership;
 pub mod request;
 pub mod server;

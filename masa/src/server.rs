@@ -1,5 +1,5 @@
 //! The MASA's HTTP surface: `POST /.well-known/brski/requestvoucher`,
-//! `POST /.well-known/brski/requestauditlog`, `GET /healthz` and `GET /metrics`, served over
+//! `POST /.well-known/brski/requestauditlog`, `GET /healthz`, `/readyz` and `/metrics` (brski_*), served over
 //! TLS 1.3/1.2 by `est::server::serve` (which hands every request its connection's
 //! [`ConnectionInfo`], including the registrar's client certificate chain).
 //!
@@ -10,18 +10,18 @@
 use crate::audit::{self, ACTION_AUDIT_LOG_REFUSED, ACTION_REFUSED};
 use crate::error::MasaError;
 use crate::media;
-use crate::metrics::Metrics;
 use crate::request::{check_voucher_request, Seen};
 use crate::state::Masa;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use est::server::ConnectionInfo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use shared::brski::{PATH_REQUEST_AUDIT_LOG, PATH_REQUEST_VOUCHER};
+use shared::metrics::Metrics;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use x509_cert::Certificate;
@@ -29,19 +29,32 @@ use x509_cert::Certificate;
 /// What the handlers share.
 struct ServerState {
     masa: Arc<Masa>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// The MASA router. Serve it with [`serve`] (or `est::server::serve`) so that handlers see the
 /// TLS connection.
 pub fn router(masa: Arc<Masa>) -> Router {
-    let state = Arc::new(ServerState { masa, metrics: Metrics::default() });
-    Router::new()
+    let metrics = Arc::new(Metrics::new("masa"));
+    let ready = ready_check(masa.clone());
+    let state = Arc::new(ServerState { masa, metrics: metrics.clone() });
+    let router = Router::new()
         .route(PATH_REQUEST_VOUCHER, post(request_voucher))
         .route(PATH_REQUEST_AUDIT_LOG, post(request_audit_log))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    est::server::observed(router, metrics, ready)
+}
+
+/// Ready when the store answers and the voucher-signing key signs.
+fn ready_check(masa: Arc<Masa>) -> est::server::ReadyCheck {
+    Arc::new(move || {
+        let masa = masa.clone();
+        Box::pin(async move {
+            masa.store().schema_version().await.map_err(|e| format!("store: {e}"))?;
+            masa.voucher_signer().sign(b"readyz").map_err(|e| format!("voucher key: {e}"))?;
+            Ok(())
+        })
+    })
 }
 
 /// The rustls server configuration with the MASA's TLS certificate (TLS 1.3 and 1.2, client
@@ -104,6 +117,7 @@ fn split(req: Request) -> (Facts, Body) {
 async fn request_voucher(State(st): State<Arc<ServerState>>, req: Request) -> Response {
     let (facts, body) = split(req);
     let mut seen = Seen::default();
+    let started = std::time::Instant::now();
     let work = async {
         let format = media::request_format(facts.content_type.as_deref())?;
         let body = read_limited(body, st.masa.config().body_limit).await?;
@@ -112,7 +126,7 @@ async fn request_voucher(State(st): State<Arc<ServerState>>, req: Request) -> Re
         let actor = seen.registrar.clone().unwrap_or_default();
         let bytes = crate::voucher::issue(&st.masa, &approved, answer, &actor).await?;
         tracing::info!(serial = %approved.serial, assertion = %approved.assertion, format = %answer, "voucher issued");
-        st.metrics.issued();
+        st.metrics.issued("voucher", started.elapsed().as_secs_f64());
         Ok::<_, MasaError>((answer, bytes))
     };
     match with_timeout(&st, work).await {
@@ -157,7 +171,7 @@ async fn refuse(st: &ServerState, action: &str, seen: &Seen, facts: &Facts, e: M
     } else {
         tracing::warn!(status, serial, ?remote, reason = %e, "{action}");
     }
-    st.metrics.refused(status);
+    st.metrics.refusal(e.code());
     audit::record_refusal(&st.masa, action, seen, remote, &e).await;
     e.to_response(media::wants_problem_json(facts.accept.as_deref()))
 }
@@ -168,8 +182,4 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, MasaError> {
         est::server::BodyError::TooLarge(n) => MasaError::PayloadTooLarge(n),
         est::server::BodyError::Read(r) => MasaError::BodyRead(r),
     })
-}
-
-async fn metrics(State(st): State<Arc<ServerState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }

@@ -8,7 +8,7 @@ use crate::state::Masa;
 use shared::brski::domain_id;
 use shared::pki;
 use shared::signed::Format;
-use shared::store::VoucherRecord;
+use shared::store::{VoucherRecord, WriteBatch};
 use shared::voucher::{sign_voucher, Kind, Voucher};
 use time::OffsetDateTime;
 
@@ -29,7 +29,7 @@ pub fn build_voucher(a: &Approved, now: OffsetDateTime) -> Result<Voucher, MasaE
 }
 
 /// Signs the voucher for `a` in `format` with the voucher-signing key (its chain carried),
-/// records it and its audit event, and returns the signed bytes.
+/// records it and its audit event together, and returns the signed bytes.
 pub async fn issue(masa: &Masa, a: &Approved, format: Format, actor: &str) -> Result<Vec<u8>, MasaError> {
     let now = OffsetDateTime::now_utc();
     let voucher = build_voucher(a, now)?;
@@ -44,7 +44,8 @@ pub async fn issue(masa: &Masa, a: &Approved, format: Format, actor: &str) -> Re
         bytes: signed.bytes().to_vec(),
         created_at: now,
     };
-    masa.store().record_voucher(&record).await?;
-    audit::record_issued(masa, a, &record, actor).await?;
+    // The voucher and its audit event: one transaction (one commit), before it is answered.
+    let event = audit::issued_event(a, &record, actor);
+    masa.store().write_batch(&WriteBatch::new().voucher(record).audit(event)).await?;
     Ok(signed.bytes().to_vec())
 }

@@ -185,6 +185,33 @@ async fn audit_log_lists_vouchers_for_the_domain_and_nobody_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_keeps_its_connection_alive_across_requests() {
+    let lab = start(|_| {}).await;
+    let client = lab.client(&lab.owner);
+    let clone = client.clone();
+    assert_eq!(client.idle_connections(), 0);
+    let n = nonce();
+    let reply = client.request_voucher(&lab.good_rvr(&n, Format::Cms), Format::Cms, &[]).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.reason);
+    assert_eq!(client.idle_connections(), 1);
+    // The audit log and a second voucher go over the same connection (a new one would be
+    // kept beside it), also from a clone.
+    let log = clone.request_audit_log(&lab.good_rvr(&n, Format::Cms), Format::Cms).await.unwrap();
+    assert_eq!(log.events.len(), 1);
+    let reply = client.request_voucher(&lab.good_rvr(&nonce(), Format::Jws), Format::Jws, &[]).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.reason);
+    assert_eq!(client.idle_connections(), 1);
+    // Concurrent requests each get a connection; all are kept for later.
+    let (r1, r2) = (lab.good_rvr(&nonce(), Format::Cms), lab.good_rvr(&nonce(), Format::Cms));
+    let (a, b) = tokio::join!(
+        client.request_voucher(&r1, Format::Cms, &[]),
+        clone.request_voucher(&r2, Format::Cms, &[]),
+    );
+    assert_eq!((a.unwrap().status, b.unwrap().status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(client.idle_connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_the_tls_certificate() {
     use tower::ServiceExt;
     let lab = start(|_| {}).await;
@@ -198,8 +225,13 @@ async fn health_metrics_and_the_tls_certificate() {
     let get = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
     let health = app.clone().oneshot(get("/healthz")).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.clone().oneshot(get("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
     let metrics = app.oneshot(get("/metrics")).await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(metrics.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("brski_requests_total{role=\"masa\",route=\"/healthz\""), "{text}");
     // The MASA's TLS certificate names 127.0.0.1 (the client above checked it with webpki).
     let tls = &lab.masa.tls_chain()[0];
     assert!(pki::certificate_san(tls).contains(&pki::San::Ip([127, 0, 0, 1].into())));

@@ -1,1 +1,33 @@
+//! The agent **owner** (docs/agent-issuance.md): a person, HSM or policy engine whose public
+//! key the Identity Server holds as an owner trust anchor (`[[owner]]` in its agent policy).
+//!
+//! - [`init`]: the owner directory: `owner.key` (0600), a self-signed `owner.pem` carrying
+//!   the owner id as URI SAN, `owner-public.pem` to provision at the server, and `owner.toml`.
+//! - [`sign`]: model 1 (agent-mediated): review an ACR the agent shows and sign an OA over it.
+//! - [`respond`]: model 3 (server-mediated): poll the server's challenges over mTLS, verify
+//!   each against the domain CA, and answer with an OA.
+//! - [`gateway`]: model 2 (owner-mediated): an mTLS service for proxies that applies the
+//!   owner's rules, rate limits and optional human approval, signs an OA with the gateway
+//!   certificate in `x5c`, submits to the server and relays its answer.
+//!
+//! Layout of the owner directory:
+//!
+//! ```text
+//! owner.toml         configuration (commented; written by `brski owner init`)
+//! owner.key          the owner's private key, PKCS#8 PEM, mode 0600
+//! owner.pem          self-signed certificate: TLS client certificate and gateway x5c
+//! owner-public.pem   SubjectPublicKeyInfo PEM, to provision at the Identity Server
+//! gateway/pending/   model 2 requests waiting for `brski owner gateway approve|deny`
+//! ```
 
+pub mod config;
+mod error;
+pub mod gateway;
+pub mod identity;
+pub mod init;
+pub mod respond;
+pub mod sign;
+
+pub use config::{GatewaySection, OwnerConfig};
+pub use error::OwnerError;
+pub use identity::OwnerIdentity;

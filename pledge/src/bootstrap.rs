@@ -1,8 +1,12 @@
 //! The bootstrap flow: BRSKI (or EST-only when the pledge holds a server trust anchor),
 //! attempts with exponential backoff and a fresh nonce each, the voucher-request answered by
 //! 202 resent identically after Retry-After (clamped to 60 s), and the results on disk.
+//! Without a configured registrar URL, each attempt first discovers registrars by mDNS
+//! ([`crate::discover`]) and tries them in turn: the next address of the same registrar when
+//! it cannot be reached, the next registrar on any other failure.
 
 use crate::config::PledgeConfig;
+use crate::discover::{self, SERVICE_TYPE};
 use crate::enroll::{self, EnrollError, Enrolled};
 use crate::files::{self, Written};
 use crate::identity::Idevid;
@@ -33,6 +37,10 @@ pub struct Outcome {
     pub files: Written,
     /// Attempts used.
     pub attempts: u32,
+    /// The registrar (or EST server) URL it enrolled with.
+    pub server: String,
+    /// The mDNS instance name, when the registrar was discovered rather than configured.
+    pub discovered: Option<String>,
 }
 
 /// Why bootstrapping failed.
@@ -64,12 +72,32 @@ pub enum BootstrapError {
     /// Files could not be written.
     #[error("writing the results: {0}")]
     Files(std::io::Error),
+    /// mDNS discovery could not run.
+    #[error("registrar discovery failed: {0}")]
+    Discovery(String),
+    /// No registrar URL is configured and discovery found none.
+    #[error(
+        "no registrar URL is configured and mDNS discovery found no {SERVICE_TYPE} service within {0:?}"
+    )]
+    NoRegistrar(Duration),
+    /// Every registrar found by discovery failed.
+    #[error("all {tried} registrars found by mDNS failed; the last one: {last}")]
+    AllFailed {
+        /// How many registrars were tried.
+        tried: usize,
+        /// The last failure.
+        last: Box<BootstrapError>,
+    },
 }
 
 impl BootstrapError {
     /// Whether another attempt (with a fresh nonce) may succeed.
     fn retryable(&self) -> bool {
-        !matches!(self, BootstrapError::Setup(_) | BootstrapError::Files(_))
+        match self {
+            BootstrapError::Setup(_) | BootstrapError::Files(_) => false,
+            BootstrapError::AllFailed { last, .. } => last.retryable(),
+            _ => true,
+        }
     }
 }
 
@@ -79,17 +107,21 @@ pub async fn bootstrap(cfg: &PledgeConfig, id: &Idevid) -> Result<Outcome, Boots
     let mut backoff = cfg.initial_backoff;
     let mut attempt = 1;
     loop {
-        let result = match &cfg.est_server_anchor {
+        match &cfg.est_server_anchor {
             Some(anchor) => {
-                tracing::info!(anchor = %anchor.display(), "EST-only: a server trust anchor is configured, BRSKI is not needed");
-                est_only(cfg, id).await
+                tracing::info!(anchor = %anchor.display(), "EST-only: a server trust anchor is configured, BRSKI is not needed")
             }
-            None => {
-                tracing::info!(
-                    "BRSKI: no EST server trust anchor is configured; the voucher will establish trust"
-                );
-                brski(cfg, id).await
-            }
+            None => tracing::info!(
+                "BRSKI: no EST server trust anchor is configured; the voucher will establish trust"
+            ),
+        }
+        let configured = match cfg.est_server_anchor {
+            Some(_) => cfg.est_server.as_ref().or(cfg.registrar.as_ref()),
+            None => cfg.registrar.as_ref(),
+        };
+        let result = match configured {
+            Some(url) => with_server(cfg, id, url).await,
+            None => with_discovered(cfg, id).await,
         };
         match result {
             Ok(mut o) => {
@@ -107,10 +139,58 @@ pub async fn bootstrap(cfg: &PledgeConfig, id: &Idevid) -> Result<Outcome, Boots
     }
 }
 
-fn registrar_url(cfg: &PledgeConfig) -> Result<String, BootstrapError> {
-    cfg.registrar.clone().ok_or_else(|| {
-        BootstrapError::Setup("no registrar URL is configured and discovery found none".into())
-    })
+/// One attempt against `url`: EST-only or BRSKI.
+async fn with_server(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome, BootstrapError> {
+    match cfg.est_server_anchor {
+        Some(_) => est_only(cfg, id, url).await,
+        None => brski(cfg, id, url).await,
+    }
+}
+
+/// One attempt with the registrars found by mDNS, in the order [`discover::discover`] gives
+/// (IPv4-reachable first, then by instance name): the next address of a registrar when it
+/// cannot be reached, the next registrar on any other failure.
+async fn with_discovered(cfg: &PledgeConfig, id: &Idevid) -> Result<Outcome, BootstrapError> {
+    let candidates = discover::discover(cfg.discovery_timeout)
+        .await
+        .map_err(|e| BootstrapError::Discovery(e.to_string()))?;
+    if candidates.is_empty() {
+        return Err(BootstrapError::NoRegistrar(cfg.discovery_timeout));
+    }
+    let tried = candidates.len();
+    let mut last = None;
+    for (i, c) in candidates.iter().enumerate() {
+        for url in &c.urls {
+            tracing::info!(
+                instance = %c.instance,
+                host = %c.host,
+                %url,
+                candidate = i + 1,
+                of = tried,
+                "trying a registrar found by mDNS (registrars reachable over IPv4 first, then by instance name; IPv4 addresses first)"
+            );
+            match with_server(cfg, id, url).await {
+                Ok(mut o) => {
+                    o.discovered = Some(c.instance.clone());
+                    return Ok(o);
+                }
+                Err(e @ BootstrapError::Files(_)) => return Err(e),
+                Err(e) => {
+                    let unreachable = matches!(e, BootstrapError::Connect(_));
+                    tracing::warn!(instance = %c.instance, %url, error = %e, "the registrar found by mDNS failed");
+                    last = Some(e);
+                    if !unreachable {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    match last {
+        Some(last) if tried == 1 => Err(last),
+        Some(last) => Err(BootstrapError::AllFailed { tried, last: Box::new(last) }),
+        None => Err(BootstrapError::NoRegistrar(cfg.discovery_timeout)),
+    }
 }
 
 fn est_client(
@@ -126,14 +206,9 @@ fn est_client(
 }
 
 /// One BRSKI attempt.
-async fn brski(cfg: &PledgeConfig, id: &Idevid) -> Result<Outcome, BootstrapError> {
-    let url = registrar_url(cfg)?;
-    let client = est_client(
-        &url,
-        &ServerTrust::InsecureBootstrap,
-        (id.chain.clone(), id.signer.clone()),
-        cfg.timeout,
-    )?;
+async fn brski(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome, BootstrapError> {
+    let client =
+        est_client(url, &ServerTrust::InsecureBootstrap, (id.chain.clone(), id.signer.clone()), cfg.timeout)?;
     let mut conn = client.connect().await.map_err(BootstrapError::Connect)?;
     let registrar_chain = conn.server_chain().to_vec();
     let registrar = registrar_chain
@@ -161,13 +236,13 @@ async fn brski(cfg: &PledgeConfig, id: &Idevid) -> Result<Outcome, BootstrapErro
         }
     };
     drop(conn);
-    report_enrolled(cfg, &url, &enrolled).await;
+    report_enrolled(cfg, url, &enrolled).await;
     finish(
         cfg,
         id,
         "brski",
         "no EST server trust anchor configured; trust came from the voucher",
-        &url,
+        url,
         enrolled,
         Some((&voucher, cfg.format)),
     )
@@ -252,25 +327,20 @@ async fn report_enrolled(cfg: &PledgeConfig, url: &str, enrolled: &Enrolled) {
 }
 
 /// EST-only: the server is trusted through the configured anchor; enroll with the IDevID.
-async fn est_only(cfg: &PledgeConfig, id: &Idevid) -> Result<Outcome, BootstrapError> {
+async fn est_only(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome, BootstrapError> {
     let anchor = cfg.est_server_anchor.as_ref().expect("est_only needs an anchor");
     let anchors = std::fs::read(anchor)
         .ok()
         .and_then(|b| shared::pki::certs_from_pem(&b).ok())
         .filter(|a| !a.is_empty())
         .ok_or_else(|| BootstrapError::Setup(format!("{}: no certificate", anchor.display())))?;
-    let url = cfg.est_server.clone().map_or_else(|| registrar_url(cfg), Ok)?;
-    let client = est_client(
-        &url,
-        &ServerTrust::Explicit(anchors),
-        (id.chain.clone(), id.signer.clone()),
-        cfg.timeout,
-    )?;
+    let client =
+        est_client(url, &ServerTrust::Explicit(anchors), (id.chain.clone(), id.signer.clone()), cfg.timeout)?;
     let mut conn = client.connect().await.map_err(BootstrapError::Connect)?;
     let subject = id.certificate().tbs_certificate().subject().clone();
     let enrolled = enroll::enroll(&mut conn, &subject, cfg.max_pending_wait).await?;
     let reason = format!("EST server trust anchor configured ({})", anchor.display());
-    finish(cfg, id, "est-only", &reason, &url, enrolled, None)
+    finish(cfg, id, "est-only", &reason, url, enrolled, None)
 }
 
 fn finish(
@@ -285,5 +355,13 @@ fn finish(
     let summary = files::summary(mode, reason, server, &id.serial, &enrolled.chain[0], voucher.map(|v| v.1));
     let written =
         files::write_outcome(&cfg.state, &enrolled, voucher, &summary).map_err(BootstrapError::Files)?;
-    Ok(Outcome { mode, chain: enrolled.chain, ca_certs: enrolled.ca_certs, files: written, attempts: 1 })
+    Ok(Outcome {
+        mode,
+        chain: enrolled.chain,
+        ca_certs: enrolled.ca_certs,
+        files: written,
+        attempts: 1,
+        server: server.to_string(),
+        discovered: None,
+    })
 }

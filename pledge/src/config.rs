@@ -16,8 +16,10 @@ pub struct PledgeConfig {
     pub idevid_cert: PathBuf,
     /// Manufacturer trust anchors for vouchers (PEM).
     pub manufacturer_anchors: PathBuf,
-    /// Registrar URL (`https://host:port`); discovery is needed without it.
+    /// Registrar URL (`https://host:port`); without it, registrars are discovered by mDNS.
     pub registrar: Option<String>,
+    /// How long mDNS discovery browses for `_brski-registrar._tcp` (per attempt).
+    pub discovery_timeout: Duration,
     /// A pre-configured EST server trust anchor (PEM): EST-only, no BRSKI.
     pub est_server_anchor: Option<PathBuf>,
     /// EST server URL for EST-only mode (default: `registrar`).
@@ -47,6 +49,7 @@ impl PledgeConfig {
             idevid_cert: state.join("idevid.pem"),
             manufacturer_anchors: state.join("manufacturer-ca.pem"),
             registrar: None,
+            discovery_timeout: Duration::from_secs(10),
             est_server_anchor: None,
             est_server: None,
             format: Format::Cms,

@@ -1,6 +1,7 @@
 //! What a bootstrapped pledge keeps in its state directory, and `brski pledge status`:
 //! `ldevid.key` (0600), `ldevid.pem` (LDevID then chain), `domain-ca.pem` (the domain's CA
-//! certificates from /cacerts), `voucher.<vcj|vjj|vch>` and `pledge-status.json`.
+//! certificates from /cacerts), `voucher.<vcj|vjj|vch>` and `pledge-status.json`; while
+//! `brski pledge serve` runs, `agent.sock` (the Agent API, unless `--socket` moves it).
 
 use crate::enroll::Enrolled;
 use serde::{Deserialize, Serialize};

@@ -10,17 +10,27 @@
 //! LDevID. Failed attempts are retried with backoff and a fresh nonce each time. A pledge that
 //! holds a configured EST server anchor skips BRSKI (EST-only) and says so.
 //!
+//! Without a configured registrar URL, `discover` finds registrars by mDNS
+//! (`_brski-registrar._tcp`) and each is tried in turn.
+//!
 //! Modules: `config` (what the pledge holds and how it behaves), `identity` (the IDevID),
 //! `request` (the pledge voucher-request), `imprint` (voucher checks), `enroll` (EST and the
 //! status reports), `files` (what is written to the state directory, and `status`),
-//! `bootstrap` (attempts, retries, BRSKI vs EST-only).
+//! `bootstrap` (attempts, retries, BRSKI vs EST-only), `discover` (mDNS browsing).
+//!
+//! After bootstrapping, [`proxy`] is the Identity Proxy (`brski pledge serve`): the Agent API
+//! on a Unix socket, evidence about each caller, forwarding over mTLS with the LDevID, and
+//! LDevID renewal. [`agent_client`] is the agent's side of that API (`brski agent request`).
 
+pub mod agent_client;
 pub mod bootstrap;
 pub mod config;
+pub mod discover;
 pub mod enroll;
 pub mod files;
 pub mod identity;
 pub mod imprint;
+pub mod proxy;
 pub mod request;
 
 pub use bootstrap::{bootstrap, BootstrapError, Outcome};

@@ -20,6 +20,11 @@ pub struct RegistrarAuthority {
 }
 
 impl RegistrarAuthority {
+    /// The domain CA.
+    pub fn ca(&self) -> &shared::pki::CertificateAuthority {
+        self.inner.ca()
+    }
+
     /// Gates `inner` with the pledge records in `store`.
     pub fn new(inner: LocalCa, store: Arc<dyn Store>) -> Self {
         RegistrarAuthority { inner, store }

@@ -90,6 +90,22 @@ pub struct RegistrarFile {
     /// Require RFC 9266 channel binding in EST CSRs.
     #[serde(default = "default_true")]
     pub require_binding: bool,
+    /// Announce the registrar by DNS-SD over mDNS (`_brski-registrar._tcp`) while it serves.
+    #[serde(default = "default_true")]
+    pub mdns: bool,
+    /// Announce on this network interface only (default: where `listen` is reachable).
+    #[serde(default)]
+    pub mdns_interface: Option<String>,
+    /// The service instance name (default: `brski-registrar-<hostname>`).
+    #[serde(default)]
+    pub mdns_instance: Option<String>,
+    /// The host name of the announced address records, ending in `.local.` (default:
+    /// `<hostname>-brski.local.`).
+    #[serde(default)]
+    pub mdns_hostname: Option<String>,
+    /// Agent issuance policy file (`agent-policy.toml`); agent endpoints exist only with it.
+    #[serde(default)]
+    pub agent_policy: Option<PathBuf>,
     /// Trusted manufacturers.
     #[serde(default, rename = "manufacturer")]
     pub manufacturers: Vec<ManufacturerFile>,
@@ -141,6 +157,23 @@ pub struct RegistrarConfig {
     pub manufacturers: Vec<Manufacturer>,
     /// Timeout of each call to a MASA.
     pub masa_timeout: Duration,
+    /// The mDNS announcement (`brski registrar serve` makes it; the lab and tests do not).
+    pub mdns: MdnsConfig,
+    /// The agent issuance policy file, resolved.
+    pub agent_policy: Option<PathBuf>,
+}
+
+/// How the registrar announces itself by DNS-SD over mDNS (see [`crate::announce`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdnsConfig {
+    /// Whether `brski registrar serve` announces (`--no-mdns` overrides it for one run).
+    pub enabled: bool,
+    /// The only interface to announce on.
+    pub interface: Option<String>,
+    /// Service instance name override.
+    pub instance: Option<String>,
+    /// Host name override (ends in `.local.`).
+    pub hostname: Option<String>,
 }
 
 /// A configuration that cannot be used, naming the file and the key.
@@ -200,6 +233,12 @@ impl RegistrarFile {
         if manufacturers.is_empty() {
             return Err(err(path, "manufacturer", "at least one [[manufacturer]] is needed"));
         }
+        let mdns = MdnsConfig {
+            enabled: self.mdns,
+            interface: self.mdns_interface.filter(|i| !i.is_empty()),
+            instance: self.mdns_instance.map(|i| check_instance(path, i)).transpose()?,
+            hostname: self.mdns_hostname.map(|h| check_hostname(path, h)).transpose()?,
+        };
         Ok(RegistrarConfig {
             listen: self.listen,
             state: self.state.map_or_else(
@@ -214,6 +253,8 @@ impl RegistrarFile {
             require_binding: self.require_binding,
             manufacturers,
             masa_timeout: Duration::from_secs(10),
+            mdns,
+            agent_policy: self.agent_policy.map(|p| Self::resolve(path, &p)),
         })
     }
 }
@@ -227,6 +268,33 @@ pub fn read_certs(config: &Path, file: &Path, key: &str) -> Result<Vec<Certifica
         return Err(err(config, key, format!("{} holds no certificate", file.display())));
     }
     Ok(certs)
+}
+
+/// A DNS-SD instance name is one DNS label: 1 to 63 bytes (RFC 6763 §4.1.1).
+fn check_instance(path: &Path, name: String) -> Result<String, ConfigError> {
+    if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+        return Err(err(path, "mdns_instance", "must be 1 to 63 bytes without control characters"));
+    }
+    Ok(name)
+}
+
+/// An mDNS host name: letters, digits and '-' in dot-separated labels, in `.local.`
+/// (a missing `.local.` or final dot is added).
+fn check_hostname(path: &Path, name: String) -> Result<String, ConfigError> {
+    let bare = name.trim_end_matches('.');
+    let bare = bare.strip_suffix(".local").unwrap_or(bare);
+    let ok = !bare.is_empty()
+        && bare.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !ok {
+        return Err(err(
+            path,
+            "mdns_hostname",
+            format!("{name:?} is not a host name like \"registrar1.local.\""),
+        ));
+    }
+    Ok(format!("{bare}.local."))
 }
 
 fn err(path: &Path, key: &str, reason: impl ToString) -> ConfigError {
@@ -250,5 +318,45 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let e = RegistrarFile::load(&path).unwrap().into_config(&path).unwrap_err().to_string();
         assert!(e.contains("manufacturer[0].idevid_anchors") && e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn mdns_keys_default_on_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(dir.path().join("m.pem"), pki::cert_to_pem(&test_cert()).unwrap()).unwrap();
+        let base = "listen = \"127.0.0.1:1\"\ndomain_ca_cert = \"ca.pem\"\ndomain_ca_key = \"file:ca.key\"\n\
+                    registrar_cert = \"r.pem\"\nregistrar_key = \"file:r.key\"\n";
+        let load = |extra: &str| {
+            std::fs::write(
+                &path,
+                format!("{base}{extra}[[manufacturer]]\nname = \"m\"\nidevid_anchors = \"m.pem\"\n"),
+            )
+            .unwrap();
+            RegistrarFile::load(&path).and_then(|f| f.into_config(&path))
+        };
+        let c = load("").unwrap();
+        assert!(c.mdns.enabled && c.mdns.interface.is_none() && c.mdns.hostname.is_none());
+        let c = load("mdns = false\nmdns_interface = \"eth1\"\nmdns_hostname = \"reg-1\"\nmdns_instance = \"Campus registrar\"\n")
+            .unwrap();
+        assert!(!c.mdns.enabled);
+        assert_eq!(c.mdns.interface.as_deref(), Some("eth1"));
+        assert_eq!(c.mdns.hostname.as_deref(), Some("reg-1.local."));
+        assert_eq!(c.mdns.instance.as_deref(), Some("Campus registrar"));
+        assert_eq!(
+            load("mdns_hostname = \"a.local.\"\n").unwrap().mdns.hostname.as_deref(),
+            Some("a.local.")
+        );
+        let e = load("mdns_hostname = \"bad name\"\n").unwrap_err().to_string();
+        assert!(e.contains("mdns_hostname"), "{e}");
+        let e = load(&format!("mdns_instance = \"{}\"\n", "x".repeat(64))).unwrap_err().to_string();
+        assert!(e.contains("mdns_instance"), "{e}");
+        let e = load("mdns = \"yes\"\n").unwrap_err().to_string();
+        assert!(e.contains("expected a boolean"), "{e}");
+    }
+
+    fn test_cert() -> Certificate {
+        let key = shared::keys::SoftwareKey::generate(shared::keys::Algorithm::Es256).unwrap();
+        pki::create_ca("CN=test", &key, Duration::from_secs(86400), None).unwrap()
     }
 }

@@ -18,7 +18,7 @@ use est::server::ConnectionInfo;
 use shared::brski::{StatusReport, MAX_JSON_BODY};
 use shared::pki::{self, verify_chain};
 use shared::signed::{Format, MAX_ARTIFACT_LEN};
-use shared::store::VoucherRecord;
+use shared::store::{VoucherRecord, WriteBatch};
 use shared::voucher::SignedVoucher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,10 @@ pub async fn request_voucher(State(reg): State<Arc<Registrar>>, req: Request) ->
     let remote = conn.remote;
     let chain = client_chain(&conn);
     let serial = chain.first().and_then(pki::serial_number).unwrap_or_else(|| "unknown".into());
+    let started = std::time::Instant::now();
     match voucher_flow(&reg, &chain, req).await {
         Ok(resp) => {
+            reg.metrics().issued("voucher", started.elapsed().as_secs_f64());
             tracing::info!(%serial, ?remote, "voucher returned to pledge");
             resp
         }
@@ -48,6 +50,9 @@ pub async fn request_voucher(State(reg): State<Arc<Registrar>>, req: Request) ->
 /// Logs, audits and records a refusal, then answers it.
 async fn refuse(reg: &Registrar, serial: &str, action: &str, e: RegistrarError) -> Response {
     let status = e.status().as_u16();
+    if !matches!(e, RegistrarError::Pending { .. }) {
+        reg.metrics().refusal(e.code());
+    }
     if matches!(e, RegistrarError::Pending { .. }) {
         tracing::info!(%serial, action, "pledge pending approval: 202");
     } else if status >= 500 {
@@ -99,16 +104,18 @@ async fn voucher_flow(
             return Err(e);
         }
     };
-    record_voucher(reg, &pvr, &voucher.bytes).await?;
     record.state = PledgeState::VoucherIssued;
     record.reason = None;
     record.pending_request_sha256 = None;
     record.last_rvr = Some(shared::b64::encode(&rvr));
     record.last_rvr_format = Some(pvr.format.to_string());
     record.last_nonce = Some(pvr.nonce.json_text());
-    pledges::put(reg.store().as_ref(), &mut record).await.map_err(store_err)?;
     let detail = serde_json::json!({ "nonce": pvr.nonce.json_text(), "format": pvr.format.to_string() });
-    pledges::audit(reg.store().as_ref(), "registrar", "requestvoucher.voucher", &pvr.serial, detail).await;
+    // The voucher, the record and the audit event: one transaction, committed before the
+    // voucher is answered.
+    let event = pledges::event("registrar", "requestvoucher.voucher", &pvr.serial, detail);
+    let batch = WriteBatch::new().voucher(voucher_record(&pvr, &voucher.bytes)).audit(event);
+    pledges::put_with(reg.store().as_ref(), &mut record, batch).await.map_err(store_err)?;
     let mut resp = (StatusCode::OK, voucher.bytes).into_response();
     if let Ok(v) = HeaderValue::from_str(&voucher.content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -139,15 +146,11 @@ async fn approve(reg: &Registrar, record: &mut PledgeRecord, body: &[u8]) -> Res
         ))),
         Approval::Manual => {
             record.pending_request_sha256 = Some(hex::encode(shared::crypto::sha256(body)));
-            pledges::put(reg.store().as_ref(), record).await.map_err(store_err)?;
-            pledges::audit(
-                reg.store().as_ref(),
-                "registrar",
-                "requestvoucher.pending",
-                &record.serial,
-                serde_json::json!({}),
-            )
-            .await;
+            let event =
+                pledges::event("registrar", "requestvoucher.pending", &record.serial, serde_json::json!({}));
+            pledges::put_with(reg.store().as_ref(), record, WriteBatch::new().audit(event))
+                .await
+                .map_err(store_err)?;
             Err(RegistrarError::Pending { retry_after: cfg.retry_after.as_secs() })
         }
     }
@@ -165,8 +168,9 @@ async fn consume_nonce(reg: &Registrar, pvr: &CheckedPvr) -> Result<(), Registra
     }
 }
 
-/// Stores the voucher as received; the registrar's own inspection (unverified, for the record).
-async fn record_voucher(reg: &Registrar, pvr: &CheckedPvr, bytes: &[u8]) -> Result<(), RegistrarError> {
+/// The voucher as received, for the store; the registrar's own inspection (unverified, for
+/// the record).
+fn voucher_record(pvr: &CheckedPvr, bytes: &[u8]) -> VoucherRecord {
     let inspected = SignedVoucher::parse(bytes).ok().and_then(|s| s.inspect_unverified().ok());
     let domain = inspected
         .as_ref()
@@ -176,7 +180,7 @@ async fn record_voucher(reg: &Registrar, pvr: &CheckedPvr, bytes: &[u8]) -> Resu
         .unwrap_or_default();
     let assertion =
         inspected.as_ref().and_then(|v| v.assertion).map(|a| a.name().to_string()).unwrap_or_default();
-    let rec = VoucherRecord {
+    VoucherRecord {
         serial_number: pvr.serial.clone(),
         domain,
         assertion,
@@ -184,8 +188,7 @@ async fn record_voucher(reg: &Registrar, pvr: &CheckedPvr, bytes: &[u8]) -> Resu
         format: pvr.format.to_string(),
         bytes: bytes.to_vec(),
         created_at: OffsetDateTime::now_utc(),
-    };
-    reg.store().record_voucher(&rec).await.map(|_| ()).map_err(store_err)
+    }
 }
 
 /// POST /.well-known/brski/voucher_status: records the report; on success checks the MASA
@@ -221,9 +224,10 @@ async fn voucher_status_flow(
     }
     let detail = serde_json::to_value(&report).unwrap_or_default();
     record.voucher_status = Some(report);
-    pledges::put(reg.store().as_ref(), &mut record).await.map_err(store_err)?;
-    pledges::audit(reg.store().as_ref(), "pledge", "voucher_status", &record.serial, detail).await;
-    Ok(())
+    let event = pledges::event("pledge", "voucher_status", &record.serial, detail);
+    pledges::put_with(reg.store().as_ref(), &mut record, WriteBatch::new().audit(event))
+        .await
+        .map_err(store_err)
 }
 
 /// Fetches the audit log with the last registrar voucher-request and judges it; a violation
@@ -286,9 +290,10 @@ async fn enroll_status_flow(
     detail["via"] = via.into();
     record.enroll_status = Some(report);
     record.enroll_status_via = Some(via.to_string());
-    pledges::put(reg.store().as_ref(), &mut record).await.map_err(store_err)?;
-    pledges::audit(reg.store().as_ref(), "pledge", "enrollstatus", &record.serial, detail).await;
-    Ok(())
+    let event = pledges::event("pledge", "enrollstatus", &record.serial, detail);
+    pledges::put_with(reg.store().as_ref(), &mut record, WriteBatch::new().audit(event))
+        .await
+        .map_err(store_err)
 }
 
 /// Reads a status report from a pledge: JSON body, a client certificate that is this pledge's

@@ -38,6 +38,8 @@ pub struct InitOptions {
     pub listen: SocketAddr,
     /// Trusted manufacturers: name and a PEM file of IDevID anchors (copied into the state).
     pub manufacturers: Vec<(String, PathBuf)>,
+    /// The agent trust domain: with it, agent issuance is enabled (`agent-policy.toml`).
+    pub trust_domain: Option<String>,
 }
 
 /// Creates the state directory; refuses to overwrite an existing configuration.
@@ -82,11 +84,65 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          # Lifetime of issued LDevIDs (days).\nldevid_days = 365\n\
          # MASA audit log after voucher_status: \"enforce\" (refuse EST on a violation), \"warn\", \"ignore\".\n\
          audit_log = \"enforce\"\n\
-         # Require RFC 9266 tls-exporter channel binding in EST CSRs.\nrequire_binding = true\n{manufacturers}",
+         # Require RFC 9266 tls-exporter channel binding in EST CSRs.\nrequire_binding = true\n\n\
+         # Announce the registrar by DNS-SD over mDNS as _brski-registrar._tcp while it serves, so pledges\n\
+         # on the link find it without a URL (`brski registrar serve --no-mdns` turns it off for one run).\n\
+         # It is announced where `listen` is reachable: loopback only for a loopback address.\n\
+         mdns = true\n\
+         # mdns_interface = \"eth0\"                    # announce on this interface only\n\
+         # mdns_instance = \"brski-registrar-campus\"   # instance name (default: brski-registrar-<hostname>)\n\
+         # mdns_hostname = \"registrar1.local.\"        # address-record host (default: <hostname>-brski.local.)\n\
+         {manufacturers}",
         o.listen
     );
+    let text = format!("{}{text}", agent_policy_line(o)?);
     std::fs::write(&config, text).map_err(|x| InitError(format!("{}: {x}", config.display())))?;
     Ok(config)
+}
+
+/// Writes `agent-policy.toml` (commented) and returns the config line that enables it (or a
+/// commented one without a trust domain).
+fn agent_policy_line(o: &InitOptions) -> Result<String, InitError> {
+    let Some(td) = &o.trust_domain else {
+        return Ok(
+            "# Agent issuance: run `brski registrar init --trust-domain TD` or write an agent policy and\n\
+                   # agent_policy = \"agent-policy.toml\"\n\n"
+                .into(),
+        );
+    };
+    shared::agent::check_trust_domain(td).map_err(|x| InitError(format!("trust domain: {x}")))?;
+    let path = o.dir.join("agent-policy.toml");
+    std::fs::write(&path, agent_policy_template(td))
+        .map_err(|x| InitError(format!("{}: {x}", path.display())))?;
+    Ok("# Agent issuance policy (the /agent/v1 and /owner/v1 endpoints exist only with it).\n\
+        agent_policy = \"agent-policy.toml\"\n\n"
+        .into())
+}
+
+/// The commented agent policy `init` writes.
+pub fn agent_policy_template(trust_domain: &str) -> String {
+    format!(
+        "# brski agent issuance policy (written by `brski registrar init`). Relative paths are relative\n\
+         # to this file. Agent ids look like wimse://{trust_domain}/agent/<name>.\n\n\
+         trust_domain = \"{trust_domain}\"\n\
+         # spiffe = false               # issue spiffe:// ids instead of wimse://\n\
+         # Credential lifetime when asked (seconds) and the largest allowed (at most 86400).\n\
+         default_ttl_secs = 3600\nmax_ttl_secs = 3600\n\
+         # Owner grants let renewals reuse an approval until then (capped at 30 days).\n\
+         grant_cap_secs = 2592000\n\
+         # Refuse credentials that are not bound to an owner.\n\
+         require_owner = false\n\
+         # Agent certificate subject; {{name}}, {{org}} and {{unit}} (from the owner entry) are filled in.\n\
+         # subject_template = \"CN={{name}},O={{org}},OU={{unit}}\"\n\n\
+         # Which proxies (LDevID serialNumber, '*' = any, 'prefix*') may ask for which agent ids.\n\
+         [[proxy]]\nserial = \"*\"\nagents = [\"wimse://{trust_domain}/agent/*\"]\n\
+         # max_ttl_secs = 900\n\n\
+         # Owners: their public key (PEM: PUBLIC KEY or CERTIFICATE), which ids they may own, with\n\
+         # which models (agent-mediated, owner-mediated = a gateway, server-mediated).\n\
+         # [[owner]]\n# id = \"mailto:alice@example.com\"\n# kid = \"alice-1\"\n# key = \"owners/alice.pem\"\n\
+         # agents = [\"wimse://{trust_domain}/agent/*\"]\n# models = [\"agent-mediated\", \"server-mediated\"]\n\
+         # organization = \"Example Corp\"\n# unit = \"Research\"\n"
+    )
 }
 
 /// Issues the registrar certificate: cmcRA (RFC 8995 §5.5.4) + serverAuth + clientAuth (it is
@@ -140,7 +196,23 @@ pub async fn open(config_path: &Path, listen: Option<SocketAddr>) -> Result<Regi
     let ca = CertificateAuthority::new(ca_cert, ca_signer).map_err(|x| e("domain_ca_key")(x.to_string()))?;
     let db = config.state.join("registrar.db");
     let store = SqliteStore::open(&db).await.map_err(|x| e(&db.display().to_string())(x.to_string()))?;
-    Ok(Registrar::new(config, Arc::new(store), ca, cert, signer))
+    let agent = match &config.agent_policy {
+        Some(p) => Some(open_agent(p, &config.state)?),
+        None => None,
+    };
+    let registrar = Registrar::new(config, Arc::new(store), ca, cert, signer);
+    Ok(match agent {
+        Some(a) => registrar.with_agent(a),
+        None => registrar,
+    })
+}
+
+/// Loads the agent policy and the WIT key (created on first use in `state`).
+fn open_agent(policy: &Path, state: &Path) -> Result<crate::agent::AgentService, InitError> {
+    let policy = crate::agent::AgentPolicy::load(policy).map_err(|x| InitError(x.to_string()))?;
+    let key =
+        crate::agent::AgentService::wit_key_in(state).map_err(|x| InitError(format!("WIT key: {x}")))?;
+    crate::agent::AgentService::new(policy, key).map_err(|x| InitError(x.to_string()))
 }
 
 /// Opens only the store of the registrar configured by `config_path` (for `list`, `approve`,

@@ -27,6 +27,9 @@ pub struct LabOptions {
     pub claim_ownership: bool,
     /// Seconds a pending pledge is told to wait.
     pub retry_after_secs: u64,
+    /// The agent issuance policy (TOML text of `agent-policy.toml`); no agent endpoints
+    /// without it. Paths in it should be absolute.
+    pub agent_policy: Option<String>,
 }
 
 impl Default for LabOptions {
@@ -36,6 +39,7 @@ impl Default for LabOptions {
             audit_log: AuditLogPolicy::Enforce,
             claim_ownership: true,
             retry_after_secs: 1,
+            agent_policy: None,
         }
     }
 }
@@ -72,37 +76,31 @@ fn s(e: impl std::fmt::Display) -> String {
 }
 
 impl Lab {
-    /// Starts a MASA and a registrar under `dir` (created; must be empty of earlier state).
+    /// Starts a MASA and a registrar under `dir`. A directory holding an earlier lab is
+    /// reused (same CAs, keys, pledges and records) on new loopback ports.
     pub async fn start(dir: &Path, options: LabOptions) -> Result<Lab, LabError> {
         std::fs::create_dir_all(dir).map_err(s)?;
         let masa_listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
         let masa_addr = masa_listener.local_addr().map_err(s)?;
         let masa_dir = dir.join("masa");
-        let mut opts = masa::state::InitOptions::new(&masa_addr.to_string());
-        opts.listen = masa_addr;
-        let mut masa = Masa::init(&masa_dir, &opts).await.map_err(s)?;
-        if !options.claim_ownership {
-            let path = masa_dir.join(masa::state::CONFIG_FILE);
-            let text = std::fs::read_to_string(&path).map_err(s)?;
-            std::fs::write(&path, text.replace("allow_any_owner = false", "allow_any_owner = true"))
-                .map_err(s)?;
-            drop(masa);
-            masa = Masa::load(&masa_dir).await.map_err(s)?;
-        }
-        let masa = Arc::new(masa);
+        let masa = Arc::new(open_masa(&masa_dir, masa_addr, &options).await?);
         let reg_listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
         let reg_addr = reg_listener.local_addr().map_err(s)?;
         let reg_dir = dir.join("registrar");
-        let config = init(&InitOptions {
-            dir: reg_dir.clone(),
-            domain_subject: "CN=brski lab Domain CA".into(),
-            names: vec!["127.0.0.1".into(), "localhost".into()],
-            listen: reg_addr,
-            manufacturers: vec![("lab".into(), masa_dir.join(masa::state::CA_CERT_FILE))],
-        })
-        .map_err(s)?;
-        set_policy(&config, &options)?;
-        let registrar = Arc::new(open(&reg_dir.join(CONFIG_FILE), Some(reg_addr)).await.map_err(s)?);
+        let config = reg_dir.join(CONFIG_FILE);
+        if !config.exists() {
+            init(&InitOptions {
+                dir: reg_dir.clone(),
+                domain_subject: "CN=brski lab Domain CA".into(),
+                names: vec!["127.0.0.1".into(), "localhost".into()],
+                listen: reg_addr,
+                manufacturers: vec![("lab".into(), masa_dir.join(masa::state::CA_CERT_FILE))],
+                trust_domain: None,
+            })
+            .map_err(s)?;
+        }
+        set_policy(&config, &options, masa_addr)?;
+        let registrar = Arc::new(open(&config, Some(reg_addr)).await.map_err(s)?);
         let m = masa.clone();
         let masa_task = tokio::spawn(async move {
             if let Err(e) = masa::server::serve(m, masa_listener).await {
@@ -145,9 +143,53 @@ impl Lab {
     }
 }
 
+/// Creates the lab MASA, or reopens an earlier one moved to `addr`.
+async fn open_masa(masa_dir: &Path, addr: SocketAddr, options: &LabOptions) -> Result<Masa, LabError> {
+    let path = masa_dir.join(masa::state::CONFIG_FILE);
+    if !path.exists() {
+        let mut opts = masa::state::InitOptions::new(&addr.to_string());
+        opts.listen = addr;
+        drop(Masa::init(masa_dir, &opts).await.map_err(s)?);
+    }
+    let text = std::fs::read_to_string(&path).map_err(s)?;
+    let any = if options.claim_ownership { "false" } else { "true" };
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen = ") || l.starts_with("url = ") {
+                let key = l.split(' ').next().unwrap_or_default();
+                format!("{key} = \"{addr}\"\n")
+            } else if l.starts_with("allow_any_owner = ") {
+                format!("allow_any_owner = {any}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, text).map_err(s)?;
+    Masa::load(masa_dir).await.map_err(s)
+}
+
 /// Writes the lab's approval and audit-log policy into the registrar config.
-fn set_policy(config: &Path, o: &LabOptions) -> Result<(), LabError> {
+fn set_policy(config: &Path, o: &LabOptions, masa: SocketAddr) -> Result<(), LabError> {
     let text = std::fs::read_to_string(config).map_err(s)?;
+    // A reused lab: start from the lines `init` wrote, then apply this run's options.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("agent_policy = ") && !l.starts_with("masa_url = "))
+        .map(|l| {
+            let reset = [
+                ("approval = ", "approval = \"auto\""),
+                ("audit_log = ", "audit_log = \"enforce\""),
+                ("retry_after_secs = ", "retry_after_secs = 5"),
+            ];
+            let line = reset.iter().find(|(p, _)| l.starts_with(p)).map_or(l, |(_, d)| d);
+            format!("{line}\n")
+        })
+        .collect();
+    // The MASA moved to a new port: the registrar reaches it through the override (IDevIDs
+    // minted earlier name the old port).
+    let text = text.replace("name = \"lab\"\n", &format!("name = \"lab\"\nmasa_url = \"https://{masa}\"\n"));
     let approval = match o.approval {
         Approval::Auto => "auto",
         Approval::Allowlist => "allowlist",
@@ -161,6 +203,17 @@ fn set_policy(config: &Path, o: &LabOptions) -> Result<(), LabError> {
     let text = text
         .replace("approval = \"auto\"", &format!("approval = \"{approval}\""))
         .replace("audit_log = \"enforce\"", &format!("audit_log = \"{audit}\""))
-        .replace("retry_after_secs = 5", &format!("retry_after_secs = {}", o.retry_after_secs));
+        .replace("retry_after_secs = 5", &format!("retry_after_secs = {}", o.retry_after_secs))
+        // The lab never announces (nothing in it calls `announce`); say so in its config too.
+        .replace("mdns = true", "mdns = false");
+    let text = match &o.agent_policy {
+        Some(policy) => {
+            let file = config.with_file_name("agent-policy.toml");
+            std::fs::write(&file, policy).map_err(s)?;
+            // Top-level keys go before the [[manufacturer]] tables.
+            format!("agent_policy = \"agent-policy.toml\"\n{text}")
+        }
+        None => text,
+    };
     std::fs::write(config, text).map_err(s)
 }

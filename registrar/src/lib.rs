@@ -16,8 +16,11 @@
 //! * `pvr`: checking a pledge voucher-request; `rvr`: building the registrar voucher-request;
 //! * `audit`: fetching and judging the MASA audit log;
 //! * `authority`: the EST authority that only enrolls pledges holding a voucher;
-//! * `error`: every refusal and its HTTP mapping; `server`: the routes and the accept loop.
+//! * `error`: every refusal and its HTTP mapping; `server`: the routes and the accept loop;
+//! * `announce`: the DNS-SD/mDNS announcement `brski registrar serve` makes (`_brski-registrar._tcp`).
 
+pub mod agent;
+pub mod announce;
 pub mod audit;
 pub mod authority;
 pub mod config;
@@ -32,7 +35,7 @@ pub mod pvr;
 pub mod rvr;
 pub mod server;
 
-pub use config::{Approval, AuditLogPolicy, Manufacturer, RegistrarConfig};
+pub use config::{Approval, AuditLogPolicy, Manufacturer, MdnsConfig, RegistrarConfig};
 pub use error::RegistrarError;
 pub use pledges::{PledgeRecord, PledgeState};
 pub use server::Registrar;

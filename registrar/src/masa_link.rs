@@ -1,6 +1,8 @@
 //! The registrar's calls to a MASA (RFC 8995 §5.4, §5.8): which MASA (the manufacturer's
 //! override, else the IDevID's id-pe-masa-url), which TLS anchors (per manufacturer), and the
-//! registrar's own certificate as TLS client identity.
+//! registrar's own certificate as TLS client identity. The registrar keeps one
+//! [`MasaClient`] per MASA ([`MasaClients`]), so its keep-alive connections and TLS session
+//! cache serve every pledge of that manufacturer instead of two new handshakes per bootstrap.
 
 use crate::config::Manufacturer;
 use crate::error::RegistrarError;
@@ -9,7 +11,23 @@ use masa::client::MasaClient;
 use shared::brski::{masa_base_url, AuditLog};
 use shared::pki;
 use shared::signed::Format;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use x509_cert::Certificate;
+
+/// More distinct MASAs than this and the cache starts over (the URL comes from the IDevIDs).
+const MAX_CLIENTS: usize = 64;
+
+/// The registrar's MASA clients, by (manufacturer, MASA base URL). The anchors and the
+/// registrar identity of a manufacturer do not change while the registrar runs.
+#[derive(Default)]
+pub struct MasaClients(Mutex<HashMap<(String, String), MasaClient>>);
+
+impl std::fmt::Debug for MasaClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasaClients({})", self.0.lock().unwrap_or_else(PoisonError::into_inner).len())
+    }
+}
 
 /// The base URL (`https://host:port/.well-known/brski`) of the pledge's MASA.
 pub fn masa_url_for(m: &Manufacturer, idevid: &Certificate) -> Result<String, RegistrarError> {
@@ -25,11 +43,22 @@ pub fn masa_url_for(m: &Manufacturer, idevid: &Certificate) -> Result<String, Re
     Ok(masa_base_url(&raw))
 }
 
+/// The client of the pledge's MASA: the kept one, or a new one that is then kept.
 fn client(reg: &Registrar, m: &Manufacturer, idevid: &Certificate) -> Result<MasaClient, RegistrarError> {
     let url = masa_url_for(m, idevid)?;
-    MasaClient::new(&url, m.masa_anchors.clone(), Some((reg.chain().to_vec(), reg.key())))
+    let key = (m.name.clone(), url);
+    let lock = || reg.masa_clients().0.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(c) = lock().get(&key) {
+        return Ok(c.clone());
+    }
+    let c = MasaClient::new(&key.1, m.masa_anchors.clone(), Some((reg.chain().to_vec(), reg.key())))
         .map(|c| c.with_timeout(reg.config().masa_timeout))
-        .map_err(|e| RegistrarError::MasaUnreachable(format!("{url}: {e}")))
+        .map_err(|e| RegistrarError::MasaUnreachable(format!("{}: {e}", key.1)))?;
+    let mut clients = lock();
+    if clients.len() >= MAX_CLIENTS {
+        clients.clear();
+    }
+    Ok(clients.entry(key).or_insert(c).clone())
 }
 
 /// A voucher from the MASA: its media type and bytes.

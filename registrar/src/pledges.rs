@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use shared::brski::StatusReport;
-use shared::store::{AuditEvent, Store, StoreError, StoreExt};
+use shared::store::{AuditEvent, Store, StoreError, StoreExt, WriteBatch};
 use time::OffsetDateTime;
 
 const PREFIX: &str = "registrar.pledge.";
@@ -143,16 +143,33 @@ pub async fn list(store: &dyn Store) -> Result<Vec<PledgeRecord>, StoreError> {
     Ok(out)
 }
 
-/// Appends an audit event about pledge `serial`.
-pub async fn audit(store: &dyn Store, actor: &str, action: &str, serial: &str, detail: serde_json::Value) {
-    let event = AuditEvent {
+/// Writes `record` (stamping `updated`) together with the rest of `batch` (its audit events,
+/// a voucher) in one transaction: the record never changes without its audit trail, and the
+/// change costs one commit.
+pub async fn put_with(
+    store: &dyn Store,
+    record: &mut PledgeRecord,
+    batch: WriteBatch,
+) -> Result<(), StoreError> {
+    record.updated = now_text();
+    let batch = batch.setting_json(&format!("{PREFIX}{}", record.serial), record)?;
+    store.write_batch(&batch).await.map(|_| ())
+}
+
+/// The audit event `action` by `actor` about pledge `serial`.
+pub fn event(actor: &str, action: &str, serial: &str, detail: serde_json::Value) -> AuditEvent {
+    AuditEvent {
         actor: actor.to_string(),
         action: action.to_string(),
         subject: serial.to_string(),
         detail,
         at: OffsetDateTime::now_utc(),
-    };
-    if let Err(e) = store.append_audit(&event).await {
+    }
+}
+
+/// Appends an audit event about pledge `serial`.
+pub async fn audit(store: &dyn Store, actor: &str, action: &str, serial: &str, detail: serde_json::Value) {
+    if let Err(e) = store.append_audit(&event(actor, action, serial, detail)).await {
         tracing::error!(%serial, action, error = %e, "cannot append to the audit log");
     }
 }
@@ -168,9 +185,9 @@ pub async fn decide(
     let mut r = get(store, serial).await?.unwrap_or_else(|| PledgeRecord::new(serial, PledgeState::Pending));
     r.state = if approve { PledgeState::Approved } else { PledgeState::Denied };
     r.reason = (!approve).then(|| format!("denied by {operator}"));
-    put(store, &mut r).await?;
     let action = if approve { "pledge.approved" } else { "pledge.denied" };
-    audit(store, operator, action, serial, serde_json::json!({})).await;
+    let batch = WriteBatch::new().audit(event(operator, action, serial, serde_json::json!({})));
+    put_with(store, &mut r, batch).await?;
     Ok(r)
 }
 

@@ -6,6 +6,7 @@
 use crate::authority::RegistrarAuthority;
 use crate::config::RegistrarConfig;
 use crate::handlers;
+use crate::masa_link::MasaClients;
 use axum::routing::post;
 use axum::Router;
 use est::authority::LocalCa;
@@ -25,6 +26,9 @@ pub struct Registrar {
     key: Arc<dyn Signer>,
     authority: Arc<RegistrarAuthority>,
     own_domain_ids: Vec<String>,
+    masa_clients: MasaClients,
+    agent: Option<Arc<crate::agent::AgentService>>,
+    metrics: Arc<shared::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -49,7 +53,17 @@ impl Registrar {
         let profiles = [(String::new(), ldevid_profile(&config))].into_iter().collect();
         let authority =
             Arc::new(RegistrarAuthority::new(LocalCa::new(ca, store.clone(), profiles), store.clone()));
-        Registrar { config, store, chain, key, authority, own_domain_ids }
+        Registrar {
+            config,
+            store,
+            chain,
+            key,
+            authority,
+            own_domain_ids,
+            masa_clients: MasaClients::default(),
+            agent: None,
+            metrics: Arc::new(shared::metrics::Metrics::new("registrar")),
+        }
     }
 
     /// The configuration.
@@ -82,6 +96,32 @@ impl Registrar {
         self.key.clone()
     }
 
+    /// Adds agent issuance (the `/agent/v1/*` and `/owner/v1/*` routes).
+    pub fn with_agent(mut self, agent: crate::agent::AgentService) -> Self {
+        self.agent = Some(Arc::new(agent));
+        self
+    }
+
+    /// The registrar's Prometheus metrics.
+    pub fn metrics(&self) -> &shared::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Agent issuance, when configured.
+    pub fn agent(&self) -> Option<&crate::agent::AgentService> {
+        self.agent.as_deref()
+    }
+
+    /// The domain CA (for agent certificates).
+    pub fn domain_ca_authority(&self) -> &CertificateAuthority {
+        self.authority.ca()
+    }
+
+    /// The kept MASA clients (keep-alive connections, TLS sessions).
+    pub(crate) fn masa_clients(&self) -> &MasaClients {
+        &self.masa_clients
+    }
+
     /// The audit-log domainIDs that mean this domain (the domain CA's and the registrar's).
     pub fn own_domain_ids(&self) -> &[String] {
         &self.own_domain_ids
@@ -108,7 +148,25 @@ impl Registrar {
             .route(PATH_VOUCHER_STATUS, post(handlers::voucher_status))
             .route(PATH_ENROLL_STATUS, post(handlers::enroll_status))
             .with_state(self.clone());
-        Ok(brski.merge(est))
+        let router = brski.merge(est);
+        let router = match self.agent {
+            Some(_) => router.merge(crate::agent::routes(self.clone())),
+            None => router,
+        };
+        Ok(est::server::observed(router, self.metrics.clone(), self.ready_check()))
+    }
+
+    /// Ready when the store answers and the domain CA key signs.
+    fn ready_check(self: &Arc<Self>) -> est::server::ReadyCheck {
+        let reg = self.clone();
+        Arc::new(move || {
+            let reg = reg.clone();
+            Box::pin(async move {
+                reg.store.schema_version().await.map_err(|e| format!("store: {e}"))?;
+                reg.domain_ca_authority().signer().sign(b"readyz").map_err(|e| format!("CA key: {e}"))?;
+                Ok(())
+            })
+        })
     }
 
     /// The TLS server configuration: the registrar chain and key, client certificates optional.

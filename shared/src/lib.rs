@@ -9,6 +9,7 @@ pub mod b64;
 pub mod brski;
 pub mod crypto;
 pub mod keys;
+pub mod metrics;
 pub mod pki;
 pub mod verified;
 

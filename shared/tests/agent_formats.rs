@@ -435,3 +435,30 @@ fn evidence_signed_by_the_proxy_binds_nonce_and_acr() {
     let forged = sign_eat(&claims, &other, std::slice::from_ref(&cert)).unwrap();
     assert_eq!(verify_eat(&forged, &cert).unwrap_err().reason(), "evidence");
 }
+
+#[test]
+fn owner_key_filed_under_another_kid_still_verifies_and_a_stranger_does_not() {
+    let (agent, owner, stranger) = (key(), key(), key());
+    let now = unix_now();
+    let acr =
+        verify_acr(&sign_acr(&acr_claims(Model::AgentMediated, now), &agent).unwrap(), AUD, now).unwrap();
+    let text =
+        sign_oa(&oa_claims(&acr, Model::AgentMediated, now), &owner, &OwnerKeyHeader::Kid("alice-1".into()))
+            .unwrap();
+    // The relying party filed alice's key as "rp-alice"; a second key of hers does not verify.
+    let rp = OwnerAnchors::new(vec![
+        OwnerAnchor { owner: OWNER.into(), kid: "old".into(), spki_der: stranger.public_key_der() },
+        OwnerAnchor { owner: OWNER.into(), kid: "rp-alice".into(), spki_der: owner.public_key_der() },
+    ]);
+    let (_, anchor) = shared::agent::oa::verify_oa_with_anchors(&text, &rp).unwrap();
+    assert_eq!(anchor.kid, "rp-alice");
+    let only_stranger = OwnerAnchors::new(vec![OwnerAnchor {
+        owner: OWNER.into(),
+        kid: "alice-1".into(),
+        spki_der: stranger.public_key_der(),
+    }]);
+    assert_eq!(
+        shared::agent::oa::verify_oa_with_anchors(&text, &only_stranger).unwrap_err().reason(),
+        "bad-signature"
+    );
+}

@@ -19,6 +19,8 @@ pub enum BenchCommand {
     Est(EstBenchArgs),
     /// Full BRSKI bootstraps (voucher + EST) against an in-process MASA and registrar.
     Brski(super::bench_brski::BrskiBenchArgs),
+    /// Agent credentials through the Identity Proxy (model none or model 1).
+    Agent(super::bench_agent::AgentBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +43,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Est(a) => rt.block_on(bench_est(a)),
         BenchCommand::Brski(a) => rt.block_on(super::bench_brski::bench(a)),
+        BenchCommand::Agent(a) => rt.block_on(super::bench_agent::bench(a)),
     }
 }
 

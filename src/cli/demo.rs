@@ -1,281 +1,380 @@
-//! `brski demo`: the foundation flow in one process, printed step by step.
+//! `brski demo`: the whole chain in one process on loopback, explained step by step.
 //!
-//! Manufacturer, domain and pledge each get real keys and certificates; the pledge signs a
-//! voucher-request, the registrar verifies and wraps it, the MASA verifies that and signs
-//! vouchers in CMS, JWS and COSE, and the pledge verifies each and checks the registrar pin.
-//! Everything issued is recorded in a SQLite store with an audit hash chain. The files it
-//! writes let you re-run the checks with `brski voucher verify`.
+//! A reference MASA and a registrar (Identity Server) start on free ports; a factory-fresh
+//! pledge bootstraps with BRSKI to an LDevID; it then serves the Agent API as the Identity
+//! Proxy; agents obtain credentials with no owner and with each owner model (the owner signs
+//! offline; the owner's gateway approves; the server challenges the owner); a relying party
+//! checks every credential. The state directory is kept and reused by the next run.
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
-use shared::keys::{generate_key_file, Algorithm, Signer, SoftwareKey};
-use shared::pki::{self, CertificateAuthority, Profile};
-use shared::signed::{Format, Trust};
-use shared::store::{AuditEvent, SqliteStore, Store};
-use shared::voucher::{self as v, Assertion, Expectations, Kind, Nonce, Voucher};
+use owner::identity::OwnerIdentity;
+use pledge::agent_client::{build_acr, AgentApiClient, Credential, Endpoint};
+use pledge::proxy::{ProxyConfig, RunningProxy};
+use registrar::lab::{Lab, LabOptions};
+use shared::agent::{
+    verify_agent_certificate, verify_wit_credential, CredentialSpec, Model, OwnerAnchor, OwnerAnchors,
+    RelyingTrust,
+};
+use shared::keys::{Algorithm, Signer, SoftwareKey};
+use shared::signed::Format;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
-use x509_cert::Certificate;
+use std::time::{Duration, Instant};
 
-const YEAR: Duration = Duration::from_secs(365 * 86400);
-/// id-kp-cmcRA: the registrar's certificate must carry it for the MASA (RFC 8995 §5.5).
-const ID_KP_CMC_RA: const_oid::ObjectIdentifier =
-    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.28");
+/// The demo's trust domain.
+pub(super) const TRUST_DOMAIN: &str = "campus.example";
+/// The owner of models 1 and 3.
+pub(super) const ALICE: &str = "mailto:alice@campus.example";
+/// The owner gateway of model 2.
+pub(super) const GATEWAY: &str = "https://gateway.research.campus.example";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Directory for the demo's keys, certificates, vouchers and database (default: a new
-    /// temporary directory, kept so you can inspect it).
+    /// State directory (default: `brski-demo` in the system temporary directory). A second run
+    /// reuses it: same CAs and keys, a new pledge.
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Device serial number for the demo pledge.
-    #[arg(long, default_value = "DEMO-0001")]
-    serial: String,
-}
-
-/// The parties of the demo.
-struct World {
-    manufacturer: CertificateAuthority,
-    masa_key: SoftwareKey,
-    masa_cert: Certificate,
-    idevid_key: SoftwareKey,
-    idevid: Certificate,
-    domain: CertificateAuthority,
-    registrar_key: SoftwareKey,
-    registrar_cert: Certificate,
+    /// Voucher format for the bootstrap.
+    #[arg(long, default_value = "cms", value_parser = ["cms", "jws", "cose"])]
+    format: String,
+    /// Leave the servers running and print how to talk to them.
+    #[arg(long)]
+    keep_running: bool,
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let dir = match a.state {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("brski-demo-{}", std::process::id())),
-    };
+    let dir = a.state.clone().unwrap_or_else(|| std::env::temp_dir().join("brski-demo"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if dir.join("idevid.key").exists() {
-        anyhow::bail!("{} already holds a demo run; choose another --state or remove it", dir.display());
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(demo(&dir, &a.serial))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(demo(&dir, &a))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(dir: &Path, serial: &str) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&dir.join("brski.db")).await?;
-    println!("brski demo: state in {}\n", dir.display());
-    let w = build_world(dir, serial)?;
-    for (c, profile) in
-        [(&w.masa_cert, "masa-signing"), (&w.idevid, "idevid"), (&w.registrar_cert, "registrar")]
-    {
-        store.record_certificate(&pki::issued_record(c, profile)?).await?;
-    }
-    audit(&store, "manufacturer", "idevid-minted", serial, json!({"masa-url": pki::masa_url(&w.idevid)}))
-        .await?;
+/// Prints a step header and measures it.
+struct Step(Instant);
 
-    println!("== Pledge -> registrar: voucher-request ==");
-    let nonce = Nonce::from_bytes(&random_bytes::<16>()?);
-    let pvr = pledge_request(&w, nonce.clone())?;
-    println!("  pledge signed a voucher-request (CMS, {} bytes), nonce {}", pvr.len(), nonce.json_text());
-    let rvr = registrar_wraps(&w, &pvr)?;
-    println!("  registrar verified it to the manufacturer CA and wrapped it (RVR, {} bytes)", rvr.len());
-    audit(&store, "registrar", "voucher-requested", serial, json!({"nonce": nonce.json_text()})).await?;
-
-    println!("\n== MASA: verify the request, sign vouchers ==");
-    let request = masa_checks(&w, &rvr)?;
-    for format in [Format::Cms, Format::Jws, Format::Cose] {
-        let voucher = masa_signs(&w, &request, format)?;
-        let path = dir.join(format!("voucher.{}", format.file_extension()));
-        std::fs::write(&path, voucher.bytes())?;
-        store.record_voucher(&voucher_record(&request, format, voucher.bytes())).await?;
-        println!("  {format:<4} voucher: {} bytes -> {}", voucher.bytes().len(), path.display());
-        pledge_accepts(&w, voucher.bytes(), &nonce)?;
-    }
-    audit(&store, "masa", "vouchers-issued", serial, json!({"formats": ["cms", "jws", "cose"]})).await?;
-
-    println!("\n== Pledge refuses what it must ==");
-    let replay =
-        masa_signs(&w, &with_nonce(&request, Nonce::from_bytes(&random_bytes::<16>()?)), Format::Cms)?;
-    match pledge_accepts(&w, replay.bytes(), &nonce) {
-        Err(e) => println!("  voucher for another request: refused ({e})"),
-        Ok(()) => anyhow::bail!("a voucher with another nonce was accepted"),
+impl Step {
+    fn start(n: u32, title: &str) -> Step {
+        println!("\n== {n}. {title} ==");
+        Step(Instant::now())
     }
 
-    let rows = store.verify_audit_chain().await?;
-    println!(
-        "\n== Store ==\n  {} issued certificates and {rows} audit events in {} (hash chain verified)",
-        store.list_certificates(100, 0).await?.len(),
-        dir.join("brski.db").display()
-    );
-    println!(
-        "\nTry: brski voucher verify {} --trust {} --nonce '{}' --serial {serial}",
-        dir.join("voucher.vcj").display(),
-        dir.join("manufacturer-ca.pem").display(),
-        nonce.json_text()
-    );
-    Ok(())
+    fn done(self, what: &str) {
+        println!("   ✓ {what} ({:.1} ms)", self.0.elapsed().as_secs_f64() * 1000.0);
+    }
 }
 
-fn build_world(dir: &Path, serial: &str) -> anyhow::Result<World> {
-    println!("== Manufacturer ==");
-    let ca_key = SoftwareKey::generate(Algorithm::Es384)?;
-    let manufacturer = CertificateAuthority::new(
-        pki::create_ca("CN=Demo Manufacturer CA,O=brski demo", &ca_key, YEAR * 20, Some(0))?,
-        Box::new(ca_key),
-    )?;
-    write_pem(dir, "manufacturer-ca.pem", manufacturer.certificate())?;
-    println!("  manufacturer CA (P-384): {}", manufacturer.certificate().tbs_certificate().subject());
-    let (masa_key, masa_cert) =
-        issue(&manufacturer, "CN=Demo MASA voucher signer", &Profile::end_entity(YEAR * 2))?;
-    println!("  MASA voucher-signing key (P-256) and certificate");
-    let idevid_key = generate_key_file(&dir.join("idevid.key"), Algorithm::Es256)?;
-    let mut profile = Profile::end_entity(YEAR * 20);
-    profile.extra_extensions.push(pki::masa_url_extension("https://masa.demo.invalid/.well-known/brski")?);
-    let spki = <spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(&idevid_key.public_key_der())?;
-    let idevid =
-        manufacturer.issue_for_key(spki, pki::name_with_serial("CN=Demo Widget", serial)?, &[], &profile)?;
-    write_pem(dir, "idevid.pem", &idevid)?;
-    println!(
-        "  IDevID for serial {serial}, MASA URL {}, key in idevid.key (0600)",
-        pki::masa_url(&idevid).unwrap_or_default()
-    );
-    println!("\n== Domain ==");
-    let dkey = SoftwareKey::generate(Algorithm::Es256)?;
-    let domain = CertificateAuthority::new(
-        pki::create_ca("CN=Demo Campus CA,O=brski demo", &dkey, YEAR * 10, None)?,
-        Box::new(dkey),
-    )?;
-    let mut rprofile = Profile::end_entity(YEAR);
-    rprofile.extended_key_usage = vec![ID_KP_CMC_RA, const_oid::db::rfc5280::ID_KP_SERVER_AUTH];
-    let (registrar_key, registrar_cert) = issue(&domain, "CN=registrar.demo.invalid", &rprofile)?;
-    write_pem(dir, "domain-ca.pem", domain.certificate())?;
-    write_pem(dir, "registrar.pem", &registrar_cert)?;
-    println!("  domain CA and registrar certificate (cmcRA + serverAuth)\n");
-    Ok(World { manufacturer, masa_key, masa_cert, idevid_key, idevid, domain, registrar_key, registrar_cert })
-}
-
-fn issue(
-    ca: &CertificateAuthority,
-    subject: &str,
-    profile: &Profile,
-) -> anyhow::Result<(SoftwareKey, Certificate)> {
-    let key = SoftwareKey::generate(Algorithm::Es256)?;
-    let csr = pki::Csr::verify_der(&pki::build_csr(&pki::parse_name(subject)?, &[], &key)?)?;
-    Ok((key, ca.issue(&csr, profile)?))
-}
-
-fn pledge_request(w: &World, nonce: Nonce) -> anyhow::Result<Vec<u8>> {
-    let mut pvr = Voucher::new(Kind::Request);
-    pvr.assertion = Some(Assertion::Proximity);
-    pvr.serial_number = pki::serial_number(&w.idevid);
-    pvr.nonce = Some(nonce);
-    pvr.created_on = Some(now());
-    pvr.proximity_registrar_cert = Some(pki::cert_to_der(&w.registrar_cert)?);
-    Ok(v::sign_voucher(&pvr, Format::Cms, &w.idevid_key, std::slice::from_ref(&w.idevid))?.bytes().to_vec())
-}
-
-fn registrar_wraps(w: &World, pvr_bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let pvr = v::SignedVoucher::parse(pvr_bytes)?
-        .verify(&Trust::now(vec![w.manufacturer.certificate().clone()]))?;
-    v::check_request(&pvr)?;
-    let idevid = pvr.signer().context("PVR has no signer certificate")?;
-    let mut rvr = Voucher::new(Kind::Request);
-    rvr.assertion = pvr.assertion;
-    rvr.serial_number = pki::serial_number(idevid);
-    rvr.nonce = pvr.nonce.clone();
-    rvr.created_on = Some(now());
-    rvr.idevid_issuer = Some(pki::idevid_issuer(idevid));
-    rvr.prior_signed_voucher_request = Some(pvr_bytes.to_vec());
-    Ok(v::sign_voucher(
-        &rvr,
-        Format::Cms,
-        &w.registrar_key,
-        &[w.registrar_cert.clone(), w.domain.certificate().clone()],
-    )?
-    .bytes()
-    .to_vec())
-}
-
-fn masa_checks(w: &World, rvr_bytes: &[u8]) -> anyhow::Result<Voucher> {
-    // The MASA's ownership record for this serial: the domain CA.
-    let rvr =
-        v::SignedVoucher::parse(rvr_bytes)?.verify(&Trust::now(vec![w.domain.certificate().clone()]))?;
-    let prior = rvr.prior_signed_voucher_request.as_deref().context("RVR without the pledge's request")?;
-    let pvr =
-        v::SignedVoucher::parse(prior)?.verify(&Trust::now(vec![w.manufacturer.certificate().clone()]))?;
-    anyhow::ensure!(pvr.serial_number == rvr.serial_number, "serial-number differs between PVR and RVR");
-    anyhow::ensure!(pvr.nonce == rvr.nonce, "nonce differs between PVR and RVR");
-    println!("  RVR signer chains to the owner's domain CA; the prior PVR verifies to the manufacturer CA");
-    let mut voucher = Voucher::new(Kind::Voucher);
-    voucher.assertion = Some(Assertion::Logged);
-    voucher.serial_number = rvr.serial_number.clone();
-    voucher.nonce = rvr.nonce.clone();
-    voucher.created_on = Some(now());
-    voucher.pinned_domain_cert = Some(pki::cert_to_der(w.domain.certificate())?);
-    Ok(voucher)
-}
-
-fn masa_signs(w: &World, voucher: &Voucher, format: Format) -> anyhow::Result<v::SignedVoucher> {
-    Ok(v::sign_voucher(voucher, format, &w.masa_key, std::slice::from_ref(&w.masa_cert))?)
-}
-
-fn with_nonce(voucher: &Voucher, nonce: Nonce) -> Voucher {
-    Voucher { nonce: Some(nonce), ..voucher.clone() }
-}
-
-fn pledge_accepts(w: &World, bytes: &[u8], nonce: &Nonce) -> anyhow::Result<()> {
-    let verified =
-        v::SignedVoucher::parse(bytes)?.verify(&Trust::now(vec![w.manufacturer.certificate().clone()]))?;
-    let expect = Expectations {
-        nonce: Some(nonce.clone()),
-        serial_number: pki::serial_number(&w.idevid),
-        idevid_issuer: Some(pki::idevid_issuer(&w.idevid)),
-        now: Some(now()),
-        require_nonce: true,
-        ..Default::default()
+async fn demo(dir: &Path, a: &DemoArgs) -> anyhow::Result<()> {
+    let format = match a.format.as_str() {
+        "jws" => Format::Jws,
+        "cose" => Format::Cose,
+        _ => Format::Cms,
     };
-    v::check_voucher(&verified, &expect)?;
-    v::check_registrar_pin(&verified, std::slice::from_ref(&w.registrar_cert), now())?;
-    println!("       pledge: signature -> manufacturer CA, nonce, serial, registrar pin: OK");
+    println!("brski demo: state in {} (kept; a second run reuses it)", dir.display());
+    let s = Step::start(1, "owners: alice (a person's key) and the research gateway (an organization)");
+    let alice = owner_dir(dir, "alice", ALICE)?;
+    let gateway = owner_dir(dir, "gateway", GATEWAY)?;
+    s.done(&format!("owner keys in {} and {}", alice.display(), gateway.display()));
+
+    let s = Step::start(2, "MASA (manufacturer) and registrar (Identity Server) on loopback");
+    let options = LabOptions { agent_policy: Some(policy(&alice, &gateway)), ..LabOptions::default() };
+    let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
+    println!("   MASA      https://{}", lab.masa_addr);
+    println!("   registrar {} (BRSKI, EST and the agent API on one TLS port)", lab.registrar_url);
+    s.done("both serving");
+
+    let serial = next_serial(&lab.dir);
+    let s =
+        Step::start(3, &format!("a factory-fresh pledge {serial} bootstraps with BRSKI ({format} voucher)"));
+    let (cfg, id) = lab.pledge(&serial, format).await.map_err(anyhow::Error::msg)?;
+    println!("   IDevID minted by the MASA: {}", cfg.state.join("idevid.pem").display());
+    let out = pledge::bootstrap(&cfg, &id).await?;
+    println!(
+        "   voucher verified and stored: {}",
+        out.files.voucher.as_deref().unwrap_or(Path::new("-")).display()
+    );
+    println!("   LDevID from the domain CA over EST (tls-exporter bound): {}", out.files.cert.display());
+    s.done("pledge enrolled");
+
+    let s =
+        Step::start(4, "the research gateway (model 2 owner) starts; the pledge becomes the Identity Proxy");
+    let (gateway_url, gateway_pin, gateway_task) = start_gateway(&gateway, &lab).await?;
+    println!("   gateway {gateway_url} (organization certificate pinned by the proxy)");
+    let mut pcfg = ProxyConfig::in_dir(&cfg.state);
+    pcfg.registrar = Some(lab.registrar_url.clone());
+    pcfg.gateway = Some((gateway_url, gateway_pin));
+    let proxy: RunningProxy = pledge::proxy::start(&pcfg, None).await?;
+    println!("   socket {}", proxy.socket.display());
+    s.done("proxy serving");
+
+    let client = AgentApiClient::new(Endpoint::Unix(proxy.socket.clone()), Duration::from_secs(30));
+    let bundle = client.bundle().await?;
+    let trust = relying_trust(&lab, &bundle.jwks, &alice, &gateway)?;
+    let agents = dir.join("agents").join(&serial);
+
+    let s = Step::start(5, "agent 1: a credential with no owner");
+    let c =
+        agent(&client, &bundle.issuance_uri, &agents, "assistant", Model::None, None, |_| Ok(None)).await?;
+    report(&c, &trust)?;
+    s.done("issued and verified");
+
+    let s = Step::start(6, "agent 2, model 1: the owner signs the agent's request offline");
+    let owner = OwnerIdentity::load(&alice)?;
+    let c =
+        agent(&client, &bundle.issuance_uri, &agents, "planner", Model::AgentMediated, Some(ALICE), |acr| {
+            let now = shared::agent::jwt::unix_now();
+            let opts = owner::sign::SignOptions::default();
+            let reviewed = owner::sign::review(&owner, acr, &opts, now)?;
+            Ok(Some(owner::sign::sign(&owner, &reviewed, &opts, now)?))
+        })
+        .await?;
+    report(&c, &trust)?;
+    s.done("issued with alice's approval, verified");
+
+    let s = Step::start(7, "agent 3, model 3: the server challenges the owner, who answers");
+    let responder = spawn_responder(&alice, &lab);
+    let c = agent(
+        &client,
+        &bundle.issuance_uri,
+        &agents,
+        "researcher",
+        Model::ServerMediated,
+        Some(ALICE),
+        |_| Ok(None),
+    )
+    .await?;
+    let _ = responder.join();
+    report(&c, &trust)?;
+    s.done("issued after alice answered the challenge, verified");
+
+    let s = Step::start(8, "agent 4, model 2: the owner's gateway approves after its policy check");
+    let c = agent(
+        &client,
+        &bundle.issuance_uri,
+        &agents,
+        "lab-assistant",
+        Model::OwnerMediated,
+        Some(GATEWAY),
+        |_| Ok(None),
+    )
+    .await?;
+    report(&c, &trust)?;
+    s.done("issued through the gateway (proxy -> gateway -> server), verified");
+
+    let s = Step::start(9, "the registrar's metrics");
+    print_metrics(&lab);
+    s.done("counters above");
+
+    println!("\nArtifacts:");
+    println!("   state            {}", dir.display());
+    println!("   domain CA        {}", lab.registrar.config().state.join("domain-ca.pem").display());
+    println!("   pledge           {}", cfg.state.display());
+    println!("   agent files      {}", agents.display());
+    if a.keep_running {
+        keep_running(&lab, &proxy, &cfg.state).await;
+    }
+    gateway_task.abort();
     Ok(())
 }
 
-fn voucher_record(v: &Voucher, format: Format, bytes: &[u8]) -> shared::store::VoucherRecord {
-    shared::store::VoucherRecord {
-        serial_number: v.serial_number.clone().unwrap_or_default(),
-        domain: "CN=Demo Campus CA,O=brski demo".into(),
-        assertion: v.assertion.map(Assertion::name).unwrap_or_default().into(),
-        nonce: v.nonce.as_ref().and_then(Nonce::decoded),
-        format: format.to_string(),
-        bytes: bytes.to_vec(),
-        created_at: now(),
+/// Creates (or reuses) an owner directory.
+pub(super) fn owner_dir(dir: &Path, name: &str, id: &str) -> anyhow::Result<PathBuf> {
+    let d = dir.join("owners").join(name);
+    if !d.join(owner::config::CONFIG_FILE).exists() {
+        owner::init::init(&owner::init::InitOptions {
+            dir: d.clone(),
+            id: id.into(),
+            kid: Some(format!("{name}-1")),
+            alg: Algorithm::Es256,
+            trust_domain: Some(TRUST_DOMAIN.into()),
+            server: None,
+            domain_ca: None,
+            validity: Duration::from_secs(365 * 86400),
+        })?;
+    }
+    Ok(d)
+}
+
+/// The agent policy: any proxy may ask for `agent/*`; alice owns them with models 1 and 3; the
+/// gateway owns them with model 2.
+pub(super) fn policy(alice: &Path, gateway: &Path) -> String {
+    let key = |d: &Path| d.join(owner::config::PUBLIC_FILE).display().to_string();
+    format!(
+        "trust_domain = \"{TRUST_DOMAIN}\"\nmax_ttl_secs = 3600\nsubject_template = \"CN={{name}},O={{org}},OU={{unit}}\"\n\n\
+         [[proxy]]\nserial = \"*\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\n\
+         [[owner]]\nid = \"{ALICE}\"\nkid = \"alice-1\"\nkey = \"{}\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\
+         models = [\"agent-mediated\", \"server-mediated\"]\norganization = \"Campus\"\nunit = \"Research\"\n\n\
+         [[owner]]\nid = \"{GATEWAY}\"\nkid = \"gateway-1\"\nkey = \"{}\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\
+         models = [\"owner-mediated\"]\n",
+        key(alice),
+        key(gateway)
+    )
+}
+
+/// The first `demo-NNNN` serial not used by an earlier run.
+fn next_serial(lab_dir: &Path) -> String {
+    (1..)
+        .map(|n| format!("demo-{n:04}"))
+        .find(|s| !lab_dir.join("pledges").join(s).exists())
+        .unwrap_or_default()
+}
+
+/// What a relying party trusts: the domain CA, the WIT keys, the two owners' keys.
+fn relying_trust(
+    lab: &Lab,
+    jwks: &serde_json::Value,
+    alice: &Path,
+    gateway: &Path,
+) -> anyhow::Result<RelyingTrust> {
+    let anchor = |d: &Path, id: &str, kid: &str| -> anyhow::Result<OwnerAnchor> {
+        let o = OwnerIdentity::load(d)?;
+        Ok(OwnerAnchor { owner: id.into(), kid: kid.into(), spki_der: o.key.public_key_der() })
+    };
+    Ok(RelyingTrust {
+        domain_anchors: vec![lab.registrar.domain_ca().clone()],
+        wit_keys: shared::agent::wit::keys_from_jwks(jwks)?,
+        owner_anchors: OwnerAnchors::new(vec![
+            anchor(alice, ALICE, "alice-1")?,
+            anchor(gateway, GATEWAY, "gateway-1")?,
+        ]),
+        trust_domain: Some(TRUST_DOMAIN.into()),
+        at: time::OffsetDateTime::now_utc(),
+    })
+}
+
+/// One agent: makes its key in-process, asks the proxy for a nonce, signs its request (the
+/// owner may add an approval), obtains the credential (polling while the owner decides) and
+/// writes its files.
+async fn agent(
+    client: &AgentApiClient,
+    aud: &str,
+    dir: &Path,
+    name: &str,
+    model: Model,
+    owner: Option<&str>,
+    approve: impl FnOnce(&str) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<Credential> {
+    let key = SoftwareKey::generate(Algorithm::Es256)?;
+    let id = format!("wimse://{TRUST_DOMAIN}/agent/{name}");
+    let spec = CredentialSpec {
+        id: Some(id.clone()),
+        formats: vec!["x509".into(), "wit".into()],
+        ttl: 3600,
+        owner: owner.map(str::to_string),
+        model,
+    };
+    let offline = model == Model::AgentMediated;
+    let nonce = if offline { None } else { Some(client.nonce().await?) };
+    let acr = build_acr(&key, aud, nonce, spec, if offline { 300 } else { 60 })?;
+    let oa = approve(&acr)?;
+    println!("   agent {id}: key generated in-process (it never leaves), request signed");
+    let mut progress = |id: &str, wait: Duration, _: Duration| {
+        println!("   pending {id}: the owner decides; polling again in {} s", wait.as_secs());
+    };
+    let c = client.obtain(&acr, oa.as_deref(), Duration::from_secs(60), &mut progress).await?;
+    let files = pledge::agent_client::AgentFiles::in_dir(&dir.join(name), None);
+    std::fs::create_dir_all(dir.join(name))?;
+    pledge::agent_client::save_new_key(&files.key, &key)?;
+    for p in pledge::agent_client::save_credential(&files, &c)? {
+        println!("   wrote {}", p.display());
+    }
+    Ok(c)
+}
+
+/// Starts the research gateway on a free loopback port; returns its URL, the SHA-256 of its
+/// certificate (the proxy pins it) and the task.
+async fn start_gateway(
+    dir: &Path,
+    lab: &Lab,
+) -> anyhow::Result<(String, [u8; 32], tokio::task::JoinHandle<()>)> {
+    let owner = OwnerIdentity::load(dir)?;
+    let pin = shared::crypto::sha256(&shared::pki::cert_to_der(&owner.cert)?);
+    let opts = owner::gateway::GatewayOptions {
+        server: lab.registrar_url.clone(),
+        ca: vec![lab.registrar.domain_ca().clone()],
+        issuance_uri: format!("wimse://{TRUST_DOMAIN}"),
+        agents: vec![format!("wimse://{TRUST_DOMAIN}/agent/*")],
+        rate_per_sec: 100,
+        queue: 64,
+        manual: false,
+        max_ttl: None,
+        grant_secs: 86400,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        if let Err(e) = owner::gateway::serve(owner, opts, listener).await {
+            eprintln!("   the gateway stopped: {e}");
+        }
+    });
+    Ok((url, pin, task))
+}
+
+/// Verifies a credential as a relying party would and prints who it names.
+fn report(c: &Credential, trust: &RelyingTrust) -> anyhow::Result<()> {
+    let pem = c.x509.as_deref().context("no certificate issued")?;
+    let cert = shared::pki::cert_from_pem(pem)?;
+    let who = verify_agent_certificate(std::slice::from_ref(&cert), trust)?;
+    let wit = verify_wit_credential(c.wit.as_deref().context("no WIT issued")?, trust)?;
+    anyhow::ensure!(who.key_thumbprint == wit.key_thumbprint, "certificate and WIT name different keys");
+    let owner =
+        who.owner.as_ref().map(|o| format!("{} ({})", o.id, o.model)).unwrap_or_else(|| "none".into());
+    println!("   relying party: certificate and WIT accepted; agent {} owner {owner}", who.agent_id);
+    println!("   certificate subject \"{}\", one URI SAN", cert.tbs_certificate().subject());
+    Ok(())
+}
+
+/// Alice's responder, on its own thread (its decider is not `Send`): polls the server for
+/// challenges and approves them, for at most a minute.
+fn spawn_responder(alice: &Path, lab: &Lab) -> std::thread::JoinHandle<()> {
+    let (alice, server) = (alice.to_path_buf(), lab.registrar_url.clone());
+    let ca = vec![lab.registrar.domain_ca().clone()];
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            let Ok(owner) = OwnerIdentity::load(&alice) else { return };
+            let opts = owner::respond::RespondOptions {
+                server,
+                ca,
+                watch: false,
+                interval: Duration::from_secs(1),
+                max_duration: None,
+                grant_secs: 86400,
+                max_ttl: None,
+            };
+            // Poll until one challenge has been answered, or a minute has passed.
+            for _ in 0..60 {
+                let mut decide = owner::respond::Decision::Approve;
+                match owner::respond::respond(&owner, &opts, &mut decide).await {
+                    Ok(o) if !o.is_empty() => return println!("   alice approved {} challenge(s)", o.len()),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("   alice's responder: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    })
+}
+
+fn print_metrics(lab: &Lab) {
+    let text = lab.registrar.metrics().render();
+    for line in
+        text.lines().filter(|l| l.starts_with("brski_issued_total") || l.starts_with("brski_refusals_total"))
+    {
+        println!("   {line}");
     }
 }
 
-async fn audit(
-    store: &SqliteStore,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    let event =
-        AuditEvent { actor: actor.into(), action: action.into(), subject: subject.into(), detail, at: now() };
-    store.append_audit(&event).await?;
-    Ok(())
-}
-
-fn write_pem(dir: &Path, name: &str, cert: &Certificate) -> anyhow::Result<()> {
-    std::fs::write(dir.join(name), pki::cert_to_pem(cert)?)?;
-    Ok(())
-}
-
-fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
-    Ok(b)
-}
-
-fn now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+async fn keep_running(lab: &Lab, proxy: &RunningProxy, pledge: &Path) {
+    let ca = lab.registrar.config().state.join("domain-ca.pem");
+    println!("\nServers keep running (Ctrl-C to stop). Try:");
+    println!("   curl --cacert {} {}/.well-known/est/cacerts", ca.display(), lab.registrar_url);
+    println!("   curl --cacert {} {}/metrics", ca.display(), lab.registrar_url);
+    println!(
+        "   brski agent request --socket {} --id wimse://{TRUST_DOMAIN}/agent/mine --out-dir ./mine",
+        proxy.socket.display()
+    );
+    println!("   brski pledge status --state {}", pledge.display());
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -65,8 +65,8 @@ async fn serve_config(path: &Path) -> anyhow::Result<()> {
     let config = cfg.server_config(ca.certificate())?;
     let labels: Vec<String> =
         config.labels.keys().map(|l| if l.is_empty() { "(default)".into() } else { l.clone() }).collect();
-    let authority = Arc::new(LocalCa::new(ca, store, config.profiles()));
-    let app = router(config, authority)?;
+    let authority = Arc::new(LocalCa::new(ca, store.clone(), config.profiles()));
+    let app = observed(router(config, authority.clone())?, store, authority)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -144,8 +144,8 @@ async fn serve_dev(a: &ServeArgs, state: &Path) -> anyhow::Result<()> {
     }
     let config = EstServerConfig::default().with_label("", policy);
     let ca_cert = ca.certificate().clone();
-    let authority = Arc::new(LocalCa::new(ca, store, config.profiles()));
-    let app = router(config, authority)?;
+    let authority = Arc::new(LocalCa::new(ca, store.clone(), config.profiles()));
+    let app = observed(router(config, authority.clone())?, store, authority)?;
     let tls = Arc::new(server_tls_config(server_chain, server_key)?);
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -265,4 +265,20 @@ fn write_banner(
         ca_pem.display()
     )?;
     out.flush()
+}
+
+/// Adds request ids, `brski_*` metrics, `/metrics`, `/healthz` and `/readyz` (store reachable,
+/// CA key signs) to the EST router.
+fn observed(app: axum::Router, store: Arc<SqliteStore>, ca: Arc<LocalCa>) -> anyhow::Result<axum::Router> {
+    let metrics = Arc::new(shared::metrics::Metrics::new("est"));
+    let ready: est::server::ReadyCheck = Arc::new(move || {
+        let (store, ca) = (store.clone(), ca.clone());
+        Box::pin(async move {
+            use shared::store::Store;
+            store.schema_version().await.map_err(|e| format!("store: {e}"))?;
+            ca.ca().signer().sign(b"readyz").map_err(|e| format!("CA key: {e}"))?;
+            Ok(())
+        })
+    });
+    Ok(est::server::observed(app, metrics, ready))
 }

@@ -1,14 +1,20 @@
 //! The command-line surface: one subcommand per role or tool, each in its own module.
 
+mod agent;
 mod bench;
+mod bench_agent;
 mod bench_brski;
 mod demo;
 mod est;
 mod est_serve;
 mod input;
 mod masa;
+mod owner;
 mod pledge;
+mod pledge_serve;
 mod registrar;
+mod registrar_agent;
+mod verify;
 mod voucher;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +64,15 @@ enum Command {
     /// The pledge: bootstrap into a domain with the IDevID, and status.
     #[command(subcommand)]
     Pledge(pledge::PledgeCommand),
+    /// An agent asks the local Identity Proxy for its identity (`agent request`).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Relying-party checks of agent credentials (`verify agent-cert|wit`).
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
+    /// The agent owner: init, sign (model 1), gateway (model 2), respond (model 3).
+    #[command(subcommand)]
+    Owner(owner::OwnerCommand),
     /// Load generators against any server (`bench est`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -72,6 +87,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Masa(c) => masa::run(c),
         Command::Registrar(c) => registrar::run(c),
         Command::Pledge(c) => pledge::run(c),
+        Command::Agent(c) => agent::run(c),
+        Command::Verify(c) => verify::run(c),
+        Command::Owner(c) => owner::run(c),
         Command::Bench(c) => bench::run(c),
     }
 }

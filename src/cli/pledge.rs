@@ -14,6 +14,8 @@ pub enum PledgeCommand {
     Bootstrap(BootstrapArgs),
     /// Print what the pledge holds and when it expires.
     Status(StatusArgs),
+    /// Serve the Agent API (Identity Proxy) to local agents after bootstrapping.
+    Serve(super::pledge_serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -22,9 +24,13 @@ pub struct BootstrapArgs {
     /// writes them); the LDevID, domain anchors and voucher are written here.
     #[arg(long)]
     state: PathBuf,
-    /// Registrar URL, e.g. https://registrar.example:8443.
+    /// Registrar URL, e.g. https://registrar.example:8443. Without it, registrars are
+    /// discovered by mDNS (`_brski-registrar._tcp`) and tried in turn.
     #[arg(long)]
     registrar: Option<String>,
+    /// How long mDNS discovery browses for registrars, in seconds (each attempt).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    discovery_timeout: u64,
     /// Voucher format: cms (default), jws or cose.
     #[arg(long, default_value = "cms", value_parser = |s: &str| Format::from_name(s).ok_or("cms, jws or cose"))]
     format: Format,
@@ -56,6 +62,7 @@ pub struct StatusArgs {
 pub fn run(cmd: PledgeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PledgeCommand::Bootstrap(a) => tokio::runtime::Runtime::new()?.block_on(run_bootstrap(a)),
+        PledgeCommand::Serve(a) => super::pledge_serve::run(a),
         PledgeCommand::Status(a) => {
             print!("{}", pledge::files::status_text(&a.state)?);
             Ok(ExitCode::SUCCESS)
@@ -66,6 +73,7 @@ pub fn run(cmd: PledgeCommand) -> anyhow::Result<ExitCode> {
 async fn run_bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = PledgeConfig::in_dir(&a.state);
     cfg.registrar = a.registrar;
+    cfg.discovery_timeout = std::time::Duration::from_secs(a.discovery_timeout);
     cfg.format = a.format;
     cfg.est_server_anchor = a.est_anchor;
     cfg.est_server = a.est_server;
@@ -79,6 +87,10 @@ async fn run_bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         Ok(o) => {
             let leaf = o.chain[0].tbs_certificate();
             println!("enrolled ({}) in {:.0?} after {} attempt(s)", o.mode, started.elapsed(), o.attempts);
+            match &o.discovered {
+                Some(instance) => println!("  server:  {} (discovered by mDNS: \"{instance}\")", o.server),
+                None => println!("  server:  {}", o.server),
+            }
             println!("  LDevID:  {} (issued by {})", leaf.subject(), leaf.issuer());
             println!("  key:     {}", o.files.key.display());
             println!("  cert:    {}", o.files.cert.display());

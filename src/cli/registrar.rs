@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use registrar::announce::{self, Announcement};
 use registrar::config::CONFIG_FILE;
 use registrar::init::{init, open, open_store, InitOptions};
 use registrar::pledges;
@@ -22,6 +23,9 @@ pub enum RegistrarCommand {
     Approve(Decide),
     /// Deny a pledge.
     Deny(Decide),
+    /// Agent issuance administration: owner grants and revocation.
+    #[command(subcommand)]
+    Agent(super::registrar_agent::AgentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +45,9 @@ pub struct InitArgs {
     /// Trusted manufacturer as NAME=ANCHORS.pem (repeatable).
     #[arg(long = "manufacturer", value_parser = parse_manufacturer)]
     manufacturers: Vec<(String, PathBuf)>,
+    /// Enable agent issuance for this trust domain (writes agent-policy.toml).
+    #[arg(long)]
+    trust_domain: Option<String>,
 }
 
 fn parse_manufacturer(s: &str) -> Result<(String, PathBuf), String> {
@@ -60,7 +67,8 @@ pub struct Where {
 }
 
 impl Where {
-    fn path(&self) -> anyhow::Result<PathBuf> {
+    /// The registrar.toml this names.
+    pub(super) fn path(&self) -> anyhow::Result<PathBuf> {
         match (&self.config, &self.state) {
             (Some(c), _) => Ok(c.clone()),
             (None, Some(s)) => Ok(s.join(CONFIG_FILE)),
@@ -76,6 +84,10 @@ pub struct ServeArgs {
     /// Listen address (overrides the config's `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Do not announce the registrar by mDNS (`_brski-registrar._tcp`), whatever the config's
+    /// `mdns` says.
+    #[arg(long)]
+    no_mdns: bool,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +108,7 @@ pub fn run(cmd: RegistrarCommand) -> anyhow::Result<ExitCode> {
             RegistrarCommand::List(w) => list(w).await,
             RegistrarCommand::Approve(d) => decide(d, true).await,
             RegistrarCommand::Deny(d) => decide(d, false).await,
+            RegistrarCommand::Agent(c) => super::registrar_agent::run(c).await,
         }
     })
 }
@@ -107,11 +120,15 @@ fn run_init(a: InitArgs) -> anyhow::Result<ExitCode> {
         names: a.names,
         listen: a.listen,
         manufacturers: a.manufacturers,
+        trust_domain: a.trust_domain.clone(),
     };
     let config = init(&o)?;
     println!("registrar created in {}", a.state.display());
     for f in ["domain-ca.pem", "domain-ca.key", "registrar.pem", "registrar.key"] {
         println!("  {}", a.state.join(f).display());
+    }
+    if a.trust_domain.is_some() {
+        println!("  {} (agent issuance policy)", a.state.join("agent-policy.toml").display());
     }
     println!("  {} (edit it, then: brski registrar serve --config {})", config.display(), config.display());
     Ok(ExitCode::SUCCESS)
@@ -129,8 +146,55 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  domain CA: {}", reg.domain_ca().tbs_certificate().subject());
     println!("  approval:  {:?}", reg.config().approval);
-    reg.serve(listener).await?;
-    Ok(ExitCode::SUCCESS)
+    let announcement = announce(&reg, listener.local_addr()?, a.no_mdns);
+    let result = tokio::select! {
+        r = reg.serve(listener) => r.map_err(anyhow::Error::from),
+        s = shutdown_signal() => s.map_err(anyhow::Error::from),
+    };
+    if let Some(a) = announcement {
+        a.stop().await;
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Starts the mDNS announcement unless `--no-mdns` or `mdns = false`; a failure to announce is
+/// reported but not fatal (pledges with a configured URL still work).
+fn announce(reg: &registrar::Registrar, local: SocketAddr, no_mdns: bool) -> Option<Announcement> {
+    let cfg = &reg.config().mdns;
+    if no_mdns || !cfg.enabled {
+        let why = if no_mdns { "--no-mdns" } else { "mdns = false in the config" };
+        println!("  mDNS:      not announced ({why})");
+        return None;
+    }
+    let plan = announce::plan(cfg, local, &announce::system_hostname());
+    match Announcement::start(plan) {
+        Ok(a) => {
+            let p = a.plan();
+            println!(
+                "  mDNS:      announcing \"{}\" {} port {} (host {})",
+                p.instance,
+                announce::SERVICE_TYPE,
+                p.port,
+                p.hostname
+            );
+            Some(a)
+        }
+        Err(e) => {
+            eprintln!("warning: {e}; pledges need the registrar URL");
+            None
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, so the announcement can be withdrawn before exiting.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    println!("brski registrar: shutting down");
+    Ok(())
 }
 
 async fn list(w: Where) -> anyhow::Result<ExitCode> {

@@ -62,3 +62,5 @@ pub fn success_stdout(out: &Output) -> String {
 pub fn vector(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors").join(rel)
 }
+
+pub mod agent;

@@ -96,3 +96,25 @@ async fn twenty_pledges_bootstrap_in_parallel_jws() {
 async fn twenty_pledges_bootstrap_in_parallel_cose() {
     twenty_in_parallel(Format::Cose).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_directory_is_reused_on_new_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Lab::start(dir.path(), LabOptions::default()).await.expect("first lab");
+    let (cfg, id) = first.pledge("reuse-1", Format::Cms).await.unwrap();
+    bootstrap(&cfg, &id).await.expect("bootstrap in the first run");
+    let ca = std::fs::read(first.registrar.config().state.join("domain-ca.pem")).unwrap();
+    let old_url = first.registrar_url.clone();
+    drop(first);
+    let second = Lab::start(dir.path(), LabOptions::default()).await.expect("reopened lab");
+    assert_ne!(second.registrar_url, old_url, "new ports");
+    assert_eq!(
+        std::fs::read(second.registrar.config().state.join("domain-ca.pem")).unwrap(),
+        ca,
+        "same domain CA"
+    );
+    let (cfg, id) = second.pledge("reuse-2", Format::Cms).await.unwrap();
+    bootstrap(&cfg, &id).await.expect("bootstrap in the second run");
+    let records = pledges::list(second.registrar.store().as_ref()).await.unwrap();
+    assert_eq!(records.len(), 2, "records of both runs");
+}

@@ -20,7 +20,8 @@
 //! * `state`: what every handler shares (configuration, authority, credential cache);
 //! * `auth`: HTTP Basic and TLS client-certificate authentication;
 //! * `handlers`: one module per EST operation, plus request/response bodies and CSR checks;
-//! * `routes`: [`router`], path splitting and dispatch to the handlers.
+//! * `routes`: [`router`], path splitting and dispatch to the handlers;
+//! * `observe`: request ids, Prometheus metrics, `/metrics`, `/healthz`, `/readyz` ([`observed`]).
 
 mod accept;
 mod auth;
@@ -30,6 +31,7 @@ mod error;
 mod file_config;
 mod handlers;
 mod limited;
+mod observe;
 mod password;
 mod routes;
 mod state;
@@ -43,6 +45,7 @@ pub use error::{EstError, MEDIA_PROBLEM, WWW_AUTHENTICATE_BASIC};
 pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
 pub use limited::{read_limited, BodyError};
+pub use observe::{observed, ReadyCheck, REQUEST_ID};
 pub use password::{hash_password, verify_password};
 pub use routes::router;
 pub use tls::{server_tls_config, server_tls_config_with_signer};

@@ -84,7 +84,8 @@ impl AgentError {
         }
     }
 
-    pub(crate) fn malformed(what: &'static str, detail: impl std::fmt::Display) -> Self {
+    /// A [`AgentError::Malformed`] naming `what`.
+    pub fn malformed(what: &'static str, detail: impl std::fmt::Display) -> Self {
         AgentError::Malformed { what, detail: detail.to_string() }
     }
 }

@@ -152,24 +152,44 @@ impl OwnerAnchors {
         self.anchors.iter().any(|a| owner_matches(&a.owner, owner) && a.spki_der == spki_der)
     }
 
-    /// Finds the owner key an OA names (by `kid`, `jwk` or `x5c` leaf) among `owner`'s anchors.
-    fn resolve(&self, owner: &str, jwt: &Jwt) -> Result<&OwnerAnchor, AgentError> {
-        let mine = || self.anchors.iter().filter(|a| owner_matches(&a.owner, owner));
+    /// The keys of `owner` an OA may be signed with, the one it names first: by `kid` (a
+    /// relying party may file the key under another kid, so the owner's other keys follow), by
+    /// `jwk` or by `x5c` leaf (those must match exactly). The signature decides.
+    fn candidates(&self, owner: &str, jwt: &Jwt) -> Result<Vec<&OwnerAnchor>, AgentError> {
+        let mine: Vec<&OwnerAnchor> =
+            self.anchors.iter().filter(|a| owner_matches(&a.owner, owner)).collect();
         let header = jwt.header();
-        let found = if let Some(kid) = header.get("kid").and_then(Value::as_str) {
-            mine().find(|a| a.kid == kid)
+        let found: Vec<&OwnerAnchor> = if let Some(kid) = header.get("kid").and_then(Value::as_str) {
+            let (named, others): (Vec<_>, Vec<_>) = mine.into_iter().partition(|a| a.kid == kid);
+            named.into_iter().chain(others).collect()
         } else if let Some(jwk) = header.get("jwk").and_then(Value::as_object) {
             let spki = spki_from_jwk(jwk)?;
-            mine().find(|a| a.spki_der == spki)
+            mine.into_iter().filter(|a| a.spki_der == spki).collect()
         } else if let Some(leaf) = jwt.x5c().first() {
             let spki = spki_der(leaf);
-            mine().find(|a| a.spki_der == spki)
+            mine.into_iter().filter(|a| a.spki_der == spki).collect()
         } else {
             return Err(AgentError::malformed("OA", "header names no key (kid, jwk or x5c)"));
         };
-        found.ok_or_else(|| {
-            AgentError::UnknownOwner(format!("no provisioned key of owner {owner} matches the OA"))
-        })
+        if found.is_empty() {
+            return Err(AgentError::UnknownOwner(format!(
+                "no provisioned key of owner {owner} matches the OA"
+            )));
+        }
+        Ok(found)
+    }
+
+    /// The owner key whose signature over `jwt` verifies.
+    fn resolve(&self, owner: &str, jwt: &Jwt) -> Result<&OwnerAnchor, AgentError> {
+        let candidates = self.candidates(owner, jwt)?;
+        let mut last = AgentError::Signature("OA");
+        for a in candidates {
+            match jwt.verify_with_spki(&a.spki_der) {
+                Ok(()) => return Ok(a),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 }
 
@@ -253,7 +273,6 @@ pub fn verify_oa(
         )));
     }
     let anchor = anchors.resolve(&iss, &jwt)?.clone();
-    jwt.verify_with_spki(&anchor.spki_der)?;
     let claims: OaClaims = jwt.claims_as()?;
     if claims.aud != check.audience {
         return Err(AgentError::Audience { expected: check.audience.to_string(), got: claims.aud });
@@ -314,6 +333,5 @@ pub fn verify_oa_with_anchors(
     let jwt = Jwt::parse(text, "OA", OA_TYP)?;
     let iss = jwt.unverified_claims().get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
     let anchor = anchors.resolve(&iss, &jwt)?.clone();
-    jwt.verify_with_spki(&anchor.spki_der)?;
     Ok((jwt.claims_as()?, anchor))
 }

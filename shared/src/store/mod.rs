@@ -245,6 +245,62 @@ pub trait Store: Send + Sync {
     /// Every setting whose key starts with `prefix`, as `(key, value)` in key order (e.g. all
     /// records a role keeps under `"masa.owner."`).
     fn settings_with_prefix<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
+
+    /// Commits every write of `batch` in one transaction: vouchers (insert-only), then
+    /// settings (each replacing its key), then audit events (appended to the chain in order).
+    /// All of them are stored or none is; the call returns once they are committed, with the
+    /// audit sequence numbers of the events in order. A role changing a record and auditing
+    /// the change uses this, so the record never exists without its audit event and the
+    /// change costs one commit instead of several.
+    fn write_batch<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, Vec<u64>>;
+}
+
+/// Writes that [`Store::write_batch`] commits together.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    /// Vouchers to record (insert-only, as [`Store::record_voucher`]).
+    pub vouchers: Vec<VoucherRecord>,
+    /// Settings to set, `(key, value)`, as [`Store::put_setting`].
+    pub settings: Vec<(String, String)>,
+    /// Audit events to append, in order, as [`Store::append_audit`].
+    pub audit: Vec<AuditEvent>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        WriteBatch::default()
+    }
+
+    /// Adds a voucher record.
+    pub fn voucher(mut self, v: VoucherRecord) -> Self {
+        self.vouchers.push(v);
+        self
+    }
+
+    /// Adds a setting.
+    pub fn setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a setting stored as JSON (as [`StoreExt::put_setting_json`]).
+    pub fn setting_json<T: Serialize + ?Sized>(self, key: &str, value: &T) -> Result<Self, StoreError> {
+        let text = serde_json::to_string(value)
+            .map_err(|e| StoreError::Invalid(format!("setting `{key}` cannot be encoded as JSON: {e}")))?;
+        Ok(self.setting(key, text))
+    }
+
+    /// Adds an audit event.
+    pub fn audit(mut self, event: AuditEvent) -> Self {
+        self.audit.push(event);
+        self
+    }
+
+    /// Whether the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.vouchers.is_empty() && self.settings.is_empty() && self.audit.is_empty()
+    }
 }
 
 /// Typed settings on top of [`Store::put_setting`]/[`Store::get_setting`],

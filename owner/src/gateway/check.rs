@@ -1,0 +1,109 @@
+//! What the gateway checks before it approves: the proxy's TLS identity (an LDevID of the
+//! trust domain), that `proxy.ldevid_sha256` names that LDevID, the ACR (proof of possession,
+//! audience, time, model owner-mediated, owner = this gateway) and the gateway's rules.
+
+use super::problem::Problem;
+use crate::identity::cert_hash;
+use est::server::ConnectionInfo;
+use serde_json::Value;
+use shared::agent::{id_matches, verify_acr, Acr, Model};
+use shared::pki::{self, verify_chain};
+use shared::Verified;
+use x509_cert::Certificate;
+
+/// The proxy on the TLS connection.
+#[derive(Debug, Clone)]
+pub struct ProxyIdentity {
+    /// b64url SHA-256 of its LDevID.
+    pub hash: String,
+    /// The LDevID's subject (for people).
+    pub subject: String,
+}
+
+/// The proxy's LDevID must chain to the domain CA.
+pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<ProxyIdentity, Problem> {
+    let chain: Vec<Certificate> =
+        conn.peer_certs.iter().filter_map(|c| pki::cert_from_der(c.as_ref()).ok()).collect();
+    let leaf = chain
+        .first()
+        .ok_or_else(|| Problem::unauthorized("a TLS client certificate (LDevID) is required"))?;
+    verify_chain(leaf, &chain[1..], ca, time::OffsetDateTime::now_utc()).map_err(|e| {
+        Problem::unauthorized(format!("the client certificate is not an LDevID of the trust domain: {e}"))
+    })?;
+    Ok(ProxyIdentity { hash: cert_hash(leaf), subject: leaf.tbs_certificate().subject().to_string() })
+}
+
+/// A request body, parsed enough to check it; the rest is forwarded as received.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    /// The body as received (`oa` is replaced by the gateway's).
+    pub body: serde_json::Map<String, Value>,
+    /// The verified ACR.
+    pub acr: Verified<Acr>,
+}
+
+/// Checks the body against the proxy and the gateway's rules.
+pub fn check_request(
+    body: &[u8],
+    proxy: &ProxyIdentity,
+    rules: &Rules<'_>,
+    now: i64,
+) -> Result<GatewayRequest, Problem> {
+    let body: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    if !body.get("oa").is_none_or(Value::is_null) {
+        return Err(Problem::bad_request("the gateway signs the owner approval: send \"oa\": null"));
+    }
+    if body.get("evidence").is_none() {
+        return Err(Problem::bad_request("the request has no evidence"));
+    }
+    let claimed = body.get("proxy").and_then(|p| p.get("ldevid_sha256")).and_then(Value::as_str);
+    if claimed != Some(proxy.hash.as_str()) {
+        return Err(Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "evidence",
+            "proxy.ldevid_sha256 is not the LDevID on this TLS connection",
+        ));
+    }
+    let acr_text = body.get("acr").and_then(Value::as_str).ok_or_else(|| Problem::bad_request("no acr"))?;
+    let acr = verify_acr(acr_text, rules.issuance_uri, now)?;
+    rules.check(&acr)?;
+    Ok(GatewayRequest { body, acr })
+}
+
+/// The gateway's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// The ACR audience.
+    pub issuance_uri: &'a str,
+    /// The gateway's owner id.
+    pub owner: &'a str,
+    /// Agent id patterns it approves.
+    pub agents: &'a [String],
+}
+
+impl Rules<'_> {
+    /// Model owner-mediated, owner = this gateway, an agent id matching a pattern.
+    pub fn check(&self, acr: &Acr) -> Result<(), Problem> {
+        let req = &acr.claims.req;
+        if req.model != Model::OwnerMediated {
+            return Err(Problem::policy(format!(
+                "this gateway approves owner-mediated requests, not {}",
+                req.model
+            )));
+        }
+        if req.owner.as_deref() != Some(self.owner) {
+            return Err(Problem::policy(format!(
+                "the request names owner {}, this gateway is {}",
+                req.owner.as_deref().unwrap_or("(none)"),
+                self.owner
+            )));
+        }
+        let id =
+            acr.agent_id.as_ref().ok_or_else(|| Problem::policy("the gateway needs an agent id (req.id)"))?;
+        if !self.agents.iter().any(|p| id_matches(p, id)) {
+            return Err(Problem::policy(format!("this gateway does not approve agent id {id}")));
+        }
+        Ok(())
+    }
+}

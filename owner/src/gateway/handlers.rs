@@ -1,0 +1,118 @@
+//! The gateway's HTTP surface: `POST /gateway/v1/credentials`, `GET
+//! /gateway/v1/credentials/{id}`, `GET /healthz`. Every refusal is a [`Problem`].
+
+use super::check::{check_request, proxy_identity, ProxyIdentity, Rules};
+use super::problem::Problem;
+use super::state::{Gateway, Polled};
+use super::upstream::submit;
+use super::CREDENTIALS_PATH;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use est::server::ConnectionInfo;
+use serde_json::json;
+use shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE;
+use shared::agent::jwt::unix_now;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest request body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest wait for a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retry-After of a pending answer and of a full queue.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// The routes.
+pub fn routes(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(CREDENTIALS_PATH, post(create))
+        .route(&format!("{CREDENTIALS_PATH}/{{id}}"), get(poll))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(gw)
+}
+
+fn proxy_of(gw: &Gateway, req: &Request) -> Result<ProxyIdentity, Problem> {
+    let conn = req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_default();
+    proxy_identity(&conn, &gw.opts.ca)
+}
+
+fn answer(r: Result<Response, Problem>, what: &str) -> Response {
+    r.unwrap_or_else(|p| {
+        tracing::warn!(status = %p.status, reason = p.reason, detail = %p.detail, "{what} refused");
+        p.into_response()
+    })
+}
+
+async fn create(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    answer(create_inner(&gw, req).await, "gateway request")
+}
+
+async fn create_inner(gw: &Gateway, req: Request) -> Result<Response, Problem> {
+    let proxy = proxy_of(gw, &req)?;
+    gw.limiter.take(&proxy.hash, Instant::now()).map_err(|secs| {
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "this proxy sends requests too fast")
+            .retry_after(secs)
+    })?;
+    gw.sweep(unix_now());
+    let slot = gw.slots.take().ok_or_else(|| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "queue-full", "the gateway's queue is full")
+            .retry_after(RETRY_AFTER_SECS)
+    })?;
+    let body = read_body(req).await?;
+    let now = unix_now();
+    let rules =
+        Rules { issuance_uri: &gw.opts.issuance_uri, owner: &gw.owner.config.id, agents: &gw.opts.agents };
+    let checked = check_request(&body, &proxy, &rules, now)?;
+    if gw.opts.manual {
+        let id = gw.enqueue(checked, &proxy, slot, now)?;
+        return Ok(pending(&id));
+    }
+    let relayed = submit(&gw.owner, &gw.opts, &checked, &proxy.hash).await?;
+    drop(slot);
+    Ok(relayed.into_response())
+}
+
+async fn read_body(req: Request) -> Result<Vec<u8>, Problem> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if base != "application/json" && base != CREDENTIAL_REQUEST_MEDIA_TYPE {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("Content-Type must be application/json or {CREDENTIAL_REQUEST_MEDIA_TYPE}"),
+        ));
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, est::server::read_limited(req.into_body(), MAX_BODY)).await {
+        Err(_) => Err(Problem::bad_request("timed out reading the request body")),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(est::server::BodyError::TooLarge(n))) => {
+            Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("body over {n} bytes")))
+        }
+        Ok(Err(e)) => Err(Problem::bad_request(e.to_string())),
+    }
+}
+
+fn pending(id: &str) -> Response {
+    let mut r = (StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    if let Ok(v) = HeaderValue::from_str(&format!("{CREDENTIALS_PATH}/{id}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn poll(State(gw): State<Arc<Gateway>>, Path(id): Path<String>, req: Request) -> Response {
+    let r = async {
+        let proxy = proxy_of(&gw, &req)?;
+        drop(req);
+        match gw.poll(&id, &proxy.hash, unix_now()).await? {
+            Polled::Pending => Ok(pending(&id)),
+            Polled::Done(Ok(relayed)) => Ok(relayed.into_response()),
+            Polled::Done(Err(p)) => Err(p),
+        }
+    };
+    answer(r.await, "gateway poll")
+}

@@ -1,0 +1,604 @@
+//! The Agent API (`docs/agent-api.md`): HTTP/1.1 on a Unix socket (mode 0660, optional group)
+//! and, only when asked, on loopback TCP.
+//!
+//! | Method, path | What the proxy does |
+//! |---|---|
+//! | `GET /v1/nonce` | asks the server for a nonce and relays it |
+//! | `POST /v1/credentials` | checks the body (media type, 64 KiB, `{"acr","oa"}`) and the ACR's proof of possession, adds evidence about the caller, forwards, relays 200 / 202 (`Location: /v1/credentials/{id}`) / 4xx |
+//! | `GET /v1/credentials/{id}` | polls a pending request, for the caller (uid) that made it |
+//! | `GET /v1/bundle` | the server's trust bundle, cached for five minutes |
+//!
+//! Every request must carry `Agent-Identity-Api: true` (otherwise 400, so a browser or an
+//! SSRF-able HTTP client cannot be made to talk to the API). Every error is an RFC 9457
+//! problem with a stable `reason`. One log line per request names the caller (uid, pid), the
+//! request and the outcome.
+
+use super::evidence::{self, Caller};
+use super::peer::Peer;
+use super::upstream::paths;
+use super::{Proxy, ProxyError, BUNDLE_TTL};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use est::client::RawReply;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE;
+use shared::agent::jwt::unix_now;
+use shared::agent::{verify_acr, AgentError, Model, AGENT_API_HEADER};
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Largest request body.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Longest wait for a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Retry-After sent on 202 when the server gave none.
+const DEFAULT_RETRY_AFTER: u64 = 5;
+/// Media type of problem bodies.
+pub const MEDIA_PROBLEM: &str = "application/problem+json";
+
+/// An Agent API refusal: status, stable reason and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable reason code.
+    pub reason: String,
+    /// What a person can act on.
+    pub detail: String,
+}
+
+impl ApiError {
+    /// A refusal.
+    pub fn new(status: StatusCode, reason: &str, detail: impl Into<String>) -> Self {
+        ApiError { status, reason: reason.to_string(), detail: detail.into() }
+    }
+
+    fn upstream(detail: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "upstream", detail.to_string())
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        let status = match e {
+            AgentError::Policy(_) | AgentError::UnknownOwner(_) => StatusCode::FORBIDDEN,
+            AgentError::Sign(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.reason(), e.to_string())
+    }
+}
+
+/// The outcome reason of a response, for the request log line.
+#[derive(Debug, Clone)]
+struct Outcome(String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "reason": self.reason,
+        });
+        let mut r = (self.status, [(header::CONTENT_TYPE, MEDIA_PROBLEM)], body.to_string()).into_response();
+        r.extensions_mut().insert(Outcome(self.reason));
+        r
+    }
+}
+
+/// The Agent API router. Each request must carry a [`Peer`] extension (the connection
+/// handlers add it).
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new()
+        .route("/v1/nonce", get(nonce))
+        .route("/v1/credentials", post(credentials))
+        .route("/v1/credentials/{id}", get(poll))
+        .route("/v1/bundle", get(bundle))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such Agent API resource")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed here")
+        })
+        .layer(middleware::from_fn(require_api_header))
+        .with_state(proxy)
+}
+
+/// 400 unless the request carries `Agent-Identity-Api: true`.
+async fn require_api_header(req: Request<Body>, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(AGENT_API_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !ok {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing-api-header",
+            format!("every Agent API request must carry the header '{AGENT_API_HEADER}: true'"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Turns a server reply into an Agent API response: 200 and 4xx as they are (JSON or problem
+/// bodies only), 202 with `Location` rewritten to this API, 5xx as 502.
+fn relay(proxy: &Proxy, reply: RawReply, peer: &Peer, what: &str, via_gateway: bool) -> Response {
+    let status = reply.status.as_u16();
+    let json_body =
+        reply.content_type.starts_with("application/json") || reply.content_type.starts_with(MEDIA_PROBLEM);
+    if status >= 500 {
+        return ApiError::upstream(format!("the Identity Server failed ({status}): {}", reply.detail()))
+            .into_response();
+    }
+    if !json_body {
+        return ApiError::upstream(format!(
+            "the Identity Server answered {status} with '{}' instead of JSON",
+            reply.content_type
+        ))
+        .into_response();
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut outcome = what.to_string();
+    if reply.status == StatusCode::ACCEPTED {
+        let id = serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+            .filter(|id| valid_id(id));
+        let Some(id) = id else {
+            return ApiError::upstream("the Identity Server answered 202 without a usable request id")
+                .into_response();
+        };
+        proxy.remember_pending(&id, peer.uid, via_gateway);
+        let secs = reply.retry_after.map(|d| d.as_secs().max(1)).unwrap_or(DEFAULT_RETRY_AFTER);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        if let Ok(v) = HeaderValue::from_str(&format!("/v1/credentials/{id}")) {
+            headers.insert(header::LOCATION, v);
+        }
+        outcome = format!("pending {id}");
+    } else if status >= 400 {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_PROBLEM));
+        let reason = serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
+        outcome = format!("refused by the server: {}", reason.unwrap_or_else(|| status.to_string()));
+    }
+    let mut r = (reply.status, headers, reply.body).into_response();
+    r.extensions_mut().insert(Outcome(outcome));
+    r
+}
+
+/// A request id we put into a URL path: letters, digits, `-` and `_`, at most 128.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn nonce(State(proxy): State<Arc<Proxy>>, Extension(peer): Extension<Peer>) -> Response {
+    match proxy.upstream().get(paths::NONCE).await {
+        Ok(reply) => relay(&proxy, reply, &peer, "nonce", false),
+        Err(e) => ApiError::upstream(e).into_response(),
+    }
+}
+
+async fn bundle(State(proxy): State<Arc<Proxy>>) -> Response {
+    match proxy.bundle().await {
+        Ok(b) => {
+            let mut r = ([(header::CONTENT_TYPE, "application/json")], b.to_string()).into_response();
+            r.extensions_mut().insert(Outcome("bundle".into()));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+impl Proxy {
+    /// The server's trust bundle (`{"trust_domain", "issuance_uri", "ca_pem", "jwks"}`),
+    /// fetched at most every [`BUNDLE_TTL`].
+    pub async fn bundle(&self) -> Result<Arc<Value>, ApiError> {
+        let mut cached = self.bundle.lock().await;
+        if let Some((at, b)) = cached.as_ref() {
+            if at.elapsed() < BUNDLE_TTL {
+                return Ok(b.clone());
+            }
+        }
+        let reply = self.upstream().get(paths::BUNDLE).await.map_err(ApiError::upstream)?;
+        if reply.status != StatusCode::OK {
+            return Err(ApiError::upstream(format!(
+                "the Identity Server refused the bundle ({}): {}",
+                reply.status.as_u16(),
+                reply.detail()
+            )));
+        }
+        let v: Value = serde_json::from_slice(&reply.body)
+            .map_err(|e| ApiError::upstream(format!("the bundle is not JSON: {e}")))?;
+        if v.get("issuance_uri").and_then(Value::as_str).is_none() {
+            return Err(ApiError::upstream("the bundle has no issuance_uri"));
+        }
+        let b = Arc::new(v);
+        *cached = Some((Instant::now(), b.clone()));
+        Ok(b)
+    }
+}
+
+/// The Agent API request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialRequest {
+    acr: String,
+    #[serde(default)]
+    oa: Option<String>,
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_REQUEST).collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the request body exceeds {MAX_REQUEST} bytes"),
+        )),
+        Ok(Err(e)) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", format!("reading the body: {e}")))
+        }
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+async fn credentials(
+    State(proxy): State<Arc<Proxy>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match forward_request(&proxy, &peer, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn forward_request(
+    proxy: &Proxy,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mt = media_type(headers);
+    if mt != CREDENTIAL_REQUEST_MEDIA_TYPE {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("Content-Type must be {CREDENTIAL_REQUEST_MEDIA_TYPE}, got '{mt}'"),
+        ));
+    }
+    let bytes = read_body(body).await?;
+    let req: CredentialRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("the body must be {{\"acr\", \"oa\"}}: {e}"),
+        )
+    })?;
+    let bundle = proxy.bundle().await?;
+    let audience = bundle.get("issuance_uri").and_then(Value::as_str).unwrap_or_default();
+    // The proof of possession is checked here too: the proxy signs evidence only for a
+    // request whose signer holds the key it names.
+    let acr = verify_acr(&req.acr, audience, unix_now())?;
+    let server_nonce = match &acr.claims.nonce {
+        Some(n) => shared::b64::decode_url(n)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "nonce", "the ACR nonce is not base64url"))?,
+        None => fresh_nonce(proxy).await?,
+    };
+    let acr_hash = shared::b64::decode_url(&acr.hash).map_err(|e| ApiError::upstream(e.to_string()))?;
+    let agent_id =
+        acr.agent_id.as_ref().map(|a| a.as_str().to_string()).unwrap_or_else(|| acr.claims.iss.clone());
+    let exe = match peer.pid {
+        Some(pid) => proxy.exe.executable(pid).await,
+        None => None,
+    };
+    let caller = Caller { peer: *peer, exe };
+    let identity = proxy.identity();
+    let cmw = evidence::build(&identity, &server_nonce, &acr_hash, &agent_id, &caller, unix_now())?;
+    let forward = json!({
+        "acr": acr.text,
+        "oa": req.oa,
+        "evidence": cmw,
+        "proxy": {"ldevid_sha256": identity.ldevid_sha256},
+    });
+    tracing::debug!(agent = %agent_id, model = %acr.claims.req.model, caller = %peer.describe(), "forwarding a credential request");
+    let (upstream, path, via_gateway) = if acr.claims.req.model == Model::OwnerMediated {
+        let gw = proxy.gateway().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "policy",
+                "model owner-mediated needs an owner gateway; none is configured (--gateway)",
+            )
+        })?;
+        (gw, paths::GATEWAY_CREDENTIALS, true)
+    } else {
+        (proxy.upstream(), paths::CREDENTIALS, false)
+    };
+    let reply = upstream.post_json(path, forward.to_string().as_bytes()).await.map_err(ApiError::upstream)?;
+    Ok(relay(proxy, reply, peer, &format!("issued to {agent_id}"), via_gateway))
+}
+
+/// A fresh server nonce (for an offline model 1 ACR that carries none).
+async fn fresh_nonce(proxy: &Proxy) -> Result<Vec<u8>, ApiError> {
+    let reply = proxy.upstream().get(paths::NONCE).await.map_err(ApiError::upstream)?;
+    if reply.status != StatusCode::OK {
+        return Err(ApiError::upstream(format!("the server refused a nonce: {}", reply.detail())));
+    }
+    serde_json::from_slice::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| v.get("nonce").and_then(Value::as_str).and_then(|n| shared::b64::decode_url(n).ok()))
+        .ok_or_else(|| ApiError::upstream("the server's nonce answer has no base64url nonce"))
+}
+
+async fn poll(
+    State(proxy): State<Arc<Proxy>>,
+    Extension(peer): Extension<Peer>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if !valid_id(&id) {
+        return ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such request").into_response();
+    }
+    let via_gateway = match proxy.pending_owner(&id) {
+        None => {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!(
+                "this proxy has no pending request {id} (expired, or the proxy restarted): submit a new one"
+            ),
+            )
+            .into_response()
+        }
+        Some((uid, _)) if uid != peer.uid => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unauthorized",
+                format!("request {id} belongs to another caller"),
+            )
+            .into_response()
+        }
+        Some((_, via_gateway)) => via_gateway,
+    };
+    let (upstream, base) = match (via_gateway, proxy.gateway()) {
+        (true, Some(gw)) => (gw, paths::GATEWAY_CREDENTIALS),
+        _ => (proxy.upstream(), paths::CREDENTIALS),
+    };
+    let path = format!("{base}/{id}");
+    match upstream.get(&path).await {
+        Ok(reply) => {
+            if reply.status != StatusCode::ACCEPTED && reply.status.as_u16() < 500 {
+                proxy.forget_pending(&id);
+            }
+            relay(&proxy, reply, &peer, &format!("issued ({id})"), via_gateway)
+        }
+        Err(e) => ApiError::upstream(e).into_response(),
+    }
+}
+
+/// Binds the Agent API socket at `path`: a stale socket left by a dead proxy is replaced, a
+/// live one is not; the socket gets mode 0660 and, when given, `group` (name or gid).
+pub fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, ProxyError> {
+    let io = |what: String| move |source| ProxyError::Io { what, source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(ProxyError::Config(format!("{} exists and is not a socket", path.display())));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ProxyError::Config(format!(
+                "{}: another process is serving this socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(io(format!("removing the stale socket {}", path.display())))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io(format!("chmod 0660 {}", path.display())))?;
+    if let Some(g) = group {
+        let gid = resolve_group(g)?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(io(format!("chgrp {g} {}", path.display())))?;
+    }
+    Ok(listener)
+}
+
+/// A group name (from /etc/group) or number.
+pub fn resolve_group(group: &str) -> Result<u32, ProxyError> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string("/etc/group")
+        .map_err(|source| ProxyError::Io { what: "reading /etc/group".into(), source })?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| ProxyError::Config(format!("--socket-group {group}: no such group")))
+}
+
+/// Serves the Agent API on a Unix socket: one task per connection, at most as many as
+/// `limit` has permits; each request carries the peer's `SO_PEERCRED`.
+pub async fn serve_unix(proxy: Arc<Proxy>, listener: UnixListener, limit: Arc<Semaphore>) {
+    let app = router(proxy);
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let peer = Peer::of_unix(&stream);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    serve_connection(app, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Agent API accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves the Agent API on a loopback TCP listener (callers have no uid or pid).
+pub async fn serve_tcp(proxy: Arc<Proxy>, listener: TcpListener, limit: Arc<Semaphore>) {
+    let app = router(proxy);
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        match listener.accept().await {
+            Ok((stream, addr)) if addr.ip().is_loopback() => {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    serve_connection(app, stream, Peer::default()).await;
+                    drop(permit);
+                });
+            }
+            Ok((_, addr)) => {
+                tracing::warn!(%addr, "Agent API: refused a connection from a non-loopback address")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Agent API accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection with HTTP/1.1 (keep-alive), logging each request with its caller.
+pub async fn serve_connection<I>(app: Router, io: I, peer: Peer)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move {
+            let started = Instant::now();
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            req.extensions_mut().insert(peer);
+            let resp = match app.oneshot(req.map(Body::new)).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            let outcome = resp.extensions().get::<Outcome>().map(|o| o.0.clone()).unwrap_or_default();
+            tracing::info!(
+                uid = ?peer.uid,
+                pid = ?peer.pid,
+                %method,
+                %path,
+                status = resp.status().as_u16(),
+                %outcome,
+                ms = started.elapsed().as_millis() as u64,
+                "agent api"
+            );
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, caller = %peer.describe(), "Agent API connection ended"),
+        Err(_) => {
+            tracing::debug!(caller = %peer.describe(), "Agent API connection closed after its time limit")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_by_number_or_name() {
+        assert_eq!(resolve_group("4242").unwrap(), 4242);
+        assert_eq!(resolve_group("root").unwrap(), 0);
+        assert!(resolve_group("no-such-group-here").is_err());
+    }
+
+    #[test]
+    fn request_ids_for_urls_are_plain() {
+        assert!(valid_id("AbC-d_9"));
+        for bad in ["", "../x", "a/b", "a?b", "a%2f", &"x".repeat(129)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn problems_carry_status_reason_and_media_type() {
+        let r = ApiError::from(AgentError::Nonce("used".into())).into_response();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], MEDIA_PROBLEM);
+        let r = ApiError::from(AgentError::Policy("no".into())).into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn stale_sockets_are_replaced_and_live_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/agent.sock");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let live = bind_unix(&path, None).unwrap();
+            assert!(matches!(bind_unix(&path, None), Err(ProxyError::Config(_))));
+            drop(live);
+            // The file stays behind a dead listener: it is replaced.
+            assert!(path.exists());
+            bind_unix(&path, None).unwrap();
+            let plain = dir.path().join("file");
+            std::fs::write(&plain, "x").unwrap();
+            assert!(matches!(bind_unix(&plain, None), Err(ProxyError::Config(_))));
+        });
+    }
+}

@@ -1,0 +1,102 @@
+//! Who is on the other end of the TLS connection: a proxy (an LDevID of this domain that is
+//! not revoked) or an owner / owner gateway (a certificate whose key is a provisioned owner
+//! key).
+
+use super::error::Refusal;
+use super::service::AgentService;
+use crate::server::Registrar;
+use est::server::ConnectionInfo;
+use shared::b64;
+use shared::crypto::sha256;
+use shared::pki::{self, verify_chain};
+use time::OffsetDateTime;
+use x509_cert::Certificate;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An Identity Proxy with its LDevID.
+    Proxy(ProxyFacts),
+    /// An owner or owner gateway.
+    Owner {
+        /// Its certificate.
+        cert: Certificate,
+        /// Its key (DER SubjectPublicKeyInfo).
+        spki: Vec<u8>,
+        /// b64url SHA-256 of the certificate.
+        hash: String,
+    },
+}
+
+/// What the server knows about a proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyFacts {
+    /// Its LDevID.
+    pub cert: Certificate,
+    /// The LDevID's serialNumber.
+    pub serial: String,
+    /// b64url SHA-256 of the LDevID.
+    pub hash: String,
+}
+
+impl Caller {
+    /// The certificate hash that owns pending requests.
+    pub fn hash(&self) -> &str {
+        match self {
+            Caller::Proxy(p) => &p.hash,
+            Caller::Owner { hash, .. } => hash,
+        }
+    }
+
+    /// A name for logs and audit records.
+    pub fn name(&self) -> String {
+        match self {
+            Caller::Proxy(p) => format!("proxy:{}", p.serial),
+            Caller::Owner { cert, .. } => format!("owner:{}", cert.tbs_certificate().subject()),
+        }
+    }
+}
+
+/// b64url SHA-256 of a certificate's DER.
+pub fn cert_hash(cert: &Certificate) -> String {
+    b64::encode_url(&sha256(&pki::cert_to_der(cert).unwrap_or_default()))
+}
+
+/// The parsed client chain of a connection.
+pub fn client_chain(conn: &ConnectionInfo) -> Vec<Certificate> {
+    conn.peer_certs.iter().filter_map(|c| pki::cert_from_der(c.as_ref()).ok()).collect()
+}
+
+/// Checks that `cert` (with intermediates) is a live LDevID of this domain.
+pub async fn proxy_facts(reg: &Registrar, chain: &[Certificate]) -> Result<ProxyFacts, Refusal> {
+    let leaf = chain.first().ok_or_else(|| Refusal::unauthorized("a TLS client certificate is required"))?;
+    verify_chain(leaf, &chain[1..], std::slice::from_ref(reg.domain_ca()), OffsetDateTime::now_utc())
+        .map_err(|e| {
+            Refusal::unauthorized(format!("the client certificate is not an LDevID of this domain: {e}"))
+        })?;
+    if leaf == reg.certificate() {
+        return Err(Refusal::unauthorized("the registrar's own certificate is not a proxy"));
+    }
+    let serial_hex = hex::encode(leaf.tbs_certificate().serial_number().as_bytes());
+    if reg.store().revocation(&serial_hex).await?.is_some() {
+        return Err(Refusal::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "revoked",
+            "the proxy's LDevID is revoked",
+        ));
+    }
+    let serial = pki::serial_number(leaf)
+        .ok_or_else(|| Refusal::unauthorized("the LDevID subject has no serialNumber"))?;
+    Ok(ProxyFacts { cert: leaf.clone(), serial, hash: cert_hash(leaf) })
+}
+
+/// Identifies the caller of a connection.
+pub async fn identify(reg: &Registrar, svc: &AgentService, conn: &ConnectionInfo) -> Result<Caller, Refusal> {
+    let chain = client_chain(conn);
+    let leaf = chain.first().ok_or_else(|| Refusal::unauthorized("a TLS client certificate is required"))?;
+    let spki = pki::spki_der(leaf);
+    if !svc.policy.owners_with_key(&spki).is_empty() {
+        return Ok(Caller::Owner { cert: leaf.clone(), spki, hash: cert_hash(leaf) });
+    }
+    Ok(Caller::Proxy(proxy_facts(reg, &chain).await?))
+}

@@ -1,0 +1,25 @@
+//! Agent issuance at the Identity Server (the registrar): the agent endpoints of
+//! `docs/agent-api.md`, the policy file, the check order of `docs/agent-issuance.md`,
+//! issuance of the X.509 agent certificate and the WIT over the same key, model 3 owner
+//! challenges, grants for renewals, and revocation.
+//!
+//! Modules: `policy` (the TOML policy), `service` (state: WIT key, nonces, pending), `caller`
+//! (who is on the TLS connection), `flow` (the check order), `issue` (certificates, WITs,
+//! audit, grants), `pending` (model 3), `grants` (grants and revocation), `nonces`, `webhook` (model 3 delivery), `error`
+//! (problem bodies), `handlers` (the routes).
+
+pub mod caller;
+pub mod error;
+pub mod flow;
+pub mod grants;
+mod handlers;
+pub mod issue;
+pub mod nonces;
+pub mod pending;
+pub mod policy;
+pub mod service;
+pub mod webhook;
+
+pub use handlers::routes;
+pub use policy::{AgentPolicy, PolicyError};
+pub use service::AgentService;

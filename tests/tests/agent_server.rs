@@ -1,0 +1,635 @@
+//! The Identity Server's agent endpoints over real mTLS on loopback: a pledge bootstrapped by
+//! BRSKI acts as the proxy (its LDevID on the TLS connection, its key signing the evidence).
+//! Each model issues; each refusal of the check order is refused with its reason and audited.
+
+use est::client::RawReply;
+use registrar::lab::{Lab, LabOptions};
+use serde_json::{json, Value};
+use shared::agent::acr::{new_acr_claims, CREDENTIAL_REQUEST_MEDIA_TYPE};
+use shared::agent::challenge::verify_challenge;
+use shared::agent::jwt::{new_jti, unix_now};
+use shared::agent::oa::OrgBinding;
+use shared::agent::wit::keys_from_jwks;
+use shared::agent::*;
+use shared::b64;
+use shared::keys::{Algorithm, Signer, SoftwareKey};
+use shared::pki::{self, create_ca};
+use shared::signed::{Format, Trust};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tests::agent::{connect, json_of, proxy, Proxy};
+
+const TD: &str = "campus.example";
+const AUD: &str = "wimse://campus.example";
+const OWNER: &str = "mailto:alice@example.com";
+const GATEWAY: &str = "https://gateway.example.org";
+
+fn agent(name: &str) -> String {
+    format!("wimse://campus.example/agent/{name}")
+}
+
+fn public_pem(key: &dyn Signer) -> String {
+    der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &key.public_key_der()).unwrap()
+}
+
+/// A lab whose agent policy lets every proxy ask for `agent/*` (but not `forbidden/*`), with
+/// owner alice (all models) and a gateway owner (model 2).
+async fn lab(dir: &Path, owner: &SoftwareKey, gateway: &SoftwareKey) -> Lab {
+    lab_with(dir, owner, gateway, "", "").await
+}
+
+/// Like [`lab`], with extra top-level policy keys and extra keys for alice's `[[owner]]`.
+async fn lab_with(dir: &Path, owner: &SoftwareKey, gateway: &SoftwareKey, top: &str, alice: &str) -> Lab {
+    let owner_pem = dir.join("alice.pem");
+    let gateway_pem = dir.join("gateway.pem");
+    std::fs::write(&owner_pem, public_pem(owner)).unwrap();
+    std::fs::write(&gateway_pem, public_pem(gateway)).unwrap();
+    let policy = format!(
+        r#"
+trust_domain = "{TD}"
+max_ttl_secs = 3600
+subject_template = "CN={{name}},O={{org}},OU={{unit}}"
+{top}
+
+[[proxy]]
+serial = "*"
+agents = ["wimse://campus.example/agent/*"]
+
+[[owner]]
+id = "{OWNER}"
+kid = "alice-1"
+key = "{}"
+agents = ["wimse://campus.example/agent/*"]
+organization = "Example Corp"
+unit = "Research"
+{alice}
+
+[[owner]]
+id = "{GATEWAY}"
+kid = "gw-1"
+key = "{}"
+agents = ["wimse://campus.example/agent/*"]
+models = ["owner-mediated"]
+"#,
+        owner_pem.display(),
+        gateway_pem.display()
+    );
+    let options = LabOptions { agent_policy: Some(policy), ..LabOptions::default() };
+    Lab::start(&dir.join("lab"), options).await.expect("lab starts")
+}
+
+fn spec(id: &str, model: Model) -> CredentialSpec {
+    CredentialSpec {
+        id: Some(id.into()),
+        formats: vec!["x509".into(), "wit".into()],
+        ttl: 600,
+        owner: (model != Model::None).then(|| OWNER.to_string()),
+        model,
+    }
+}
+
+fn key() -> SoftwareKey {
+    SoftwareKey::generate(Algorithm::Es256).unwrap()
+}
+
+fn acr_of(acr: &str) -> Acr {
+    verify_acr(acr, AUD, unix_now()).unwrap().into_inner()
+}
+
+fn oa(iss: &str, acr: &Acr, model: Model) -> OaClaims {
+    let now = unix_now();
+    OaClaims {
+        iss: iss.into(),
+        sub: acr.claims.req.id.clone().unwrap(),
+        aud: TD.into(),
+        iat: now,
+        exp: now + 50,
+        jti: new_jti().unwrap(),
+        model,
+        agent_jkt: acr.jkt.clone(),
+        acr_hash: Some(acr.hash.clone()),
+        chal_hash: None,
+        nonce: None,
+        grant_exp: Some(now + 86400),
+        constraints: None,
+        org: None,
+    }
+}
+
+fn relying(lab: &Lab, bundle: &Value, owners: Vec<OwnerAnchor>) -> RelyingTrust {
+    RelyingTrust {
+        domain_anchors: vec![lab.registrar.domain_ca().clone()],
+        wit_keys: keys_from_jwks(&bundle["jwks"]).unwrap(),
+        owner_anchors: OwnerAnchors::new(owners),
+        trust_domain: Some(TD.into()),
+        at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+fn alice_anchor(owner: &SoftwareKey) -> OwnerAnchor {
+    OwnerAnchor { owner: OWNER.into(), kid: "alice-1".into(), spki_der: owner.public_key_der() }
+}
+
+/// Checks a 200 credential: one URI SAN, `openssl verify` against the domain CA, the
+/// relying-party library on the certificate and the WIT, and the expected owner.
+async fn check_credential(
+    lab: &Lab,
+    p: &mut Proxy,
+    cred: &Value,
+    id: &str,
+    owner: Option<(&str, Model)>,
+    anchors: Vec<OwnerAnchor>,
+) {
+    assert_eq!(cred["agent_id"], id);
+    let cert = pki::cert_from_pem(cred["x509"].as_str().unwrap()).unwrap();
+    let sans = pki::certificate_san(&cert);
+    assert_eq!(sans, vec![pki::San::Uri(id.into())], "exactly one URI SAN");
+    let r = p.conn.get_raw("/agent/v1/bundle", None).await.unwrap();
+    let bundle = json_of(&r);
+    assert_eq!(bundle["issuance_uri"], AUD);
+    let trust = relying(lab, &bundle, anchors);
+    let who = verify_agent_certificate(std::slice::from_ref(&cert), &trust)
+        .expect("relying party accepts the cert");
+    let wit =
+        verify_wit_credential(cred["wit"].as_str().unwrap(), &trust).expect("relying party accepts the WIT");
+    let expect = owner.map(|(o, m)| (o.to_string(), m));
+    assert_eq!(who.owner.as_ref().map(|o| (o.id.clone(), o.model)), expect);
+    assert_eq!(wit.owner.as_ref().map(|o| (o.id.clone(), o.model)), expect);
+    assert_eq!(who.key_thumbprint, wit.key_thumbprint, "X.509 and WIT over the same key");
+    if tests::peer("openssl") {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("agent.pem"), cred["x509"].as_str().unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cred["ca_pem"].as_str().unwrap()).unwrap();
+        let out = tests::run_ok(dir.path(), "openssl", &["verify", "-CAfile", "ca.pem", "agent.pem"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("agent.pem: OK"));
+        let text = tests::run_ok(dir.path(), "openssl", &["x509", "-in", "agent.pem", "-noout", "-text"]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains(&format!("URI:{id}")), "{text}");
+        if owner.is_some() {
+            assert!(text.contains("1.3.6.1.4.1.32473.8995.1.1"), "owner binding extension: {text}");
+        }
+    }
+}
+
+async fn audit_actions(lab: &Lab, subject: &str) -> Vec<(String, Value)> {
+    let events = lab.registrar.store().audit_events(Some(subject), 0, 1000).await.unwrap();
+    events.into_iter().map(|e| (e.event.action, e.event.detail)).collect()
+}
+
+fn refused(r: &RawReply, status: u16, reason: &str) {
+    assert_eq!(r.status, status, "{}", r.detail());
+    assert_eq!(r.content_type, "application/problem+json");
+    let body = json_of(r);
+    assert_eq!(body["reason"], reason, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_none_and_model_1_issue_renew_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let lab = lab(dir.path(), &owner, &gw).await;
+    let mut p = proxy(&lab, "proxy-1").await;
+
+    // No owner.
+    let a = key();
+    let id = agent("plain-1");
+    let r = p.request(&a, spec(&id, Model::None), None).await;
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let cred = json_of(&r);
+    check_credential(&lab, &mut p, &cred, &id, None, vec![]).await;
+    let audit = audit_actions(&lab, &id).await;
+    assert!(audit.iter().any(|(a, d)| a == "agent.credential.issued"
+        && d["acr_jti"].is_string()
+        && d["wit_jti"].is_string()));
+
+    // Model 1: the owner signs over the ACR the agent shows it.
+    let a = key();
+    let id = agent("owned-1");
+    let (acr, ev) = p.acr(&a, spec(&id, Model::AgentMediated)).await;
+    let oa_text = sign_oa(
+        &oa(OWNER, &acr_of(&acr), Model::AgentMediated),
+        &owner,
+        &OwnerKeyHeader::Kid("alice-1".into()),
+    )
+    .unwrap();
+    let r = p.post(json!({"acr": acr, "oa": oa_text, "evidence": ev})).await;
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let cred = json_of(&r);
+    assert!(cred["x509"].as_str().unwrap().len() > 100);
+    check_credential(
+        &lab,
+        &mut p,
+        &cred,
+        &id,
+        Some((OWNER, Model::AgentMediated)),
+        vec![alice_anchor(&owner)],
+    )
+    .await;
+    let cert = pki::cert_from_pem(cred["x509"].as_str().unwrap()).unwrap();
+    assert_eq!(cert.tbs_certificate().subject().to_string(), "CN=owned-1,O=Example Corp,OU=Research");
+
+    // Renewal with the same key and no OA reuses the grant.
+    let r = p.request(&a, spec(&id, Model::AgentMediated), None).await;
+    assert_eq!(r.status, 200, "renewal under the grant: {}", r.detail());
+    assert_eq!(json_of(&r)["owner"], OWNER);
+    // A different key for the same id has no grant.
+    let r = p.request(&key(), spec(&id, Model::AgentMediated), None).await;
+    refused(&r, 403, "owner-binding");
+
+    // Revoking the grant stops renewals.
+    let store = lab.registrar.store().clone();
+    let n = registrar::agent::grants::revoke(
+        store.as_ref(),
+        &registrar::agent::grants::RevokeTarget::Grant(id.clone()),
+        "test",
+        unix_now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let r = p.request(&a, spec(&id, Model::AgentMediated), None).await;
+    refused(&r, 403, "revoked");
+    // Revoking the agent stops everything for it, even without an owner.
+    registrar::agent::grants::revoke(
+        store.as_ref(),
+        &registrar::agent::grants::RevokeTarget::Agent(id.clone()),
+        "test",
+        unix_now(),
+    )
+    .await
+    .unwrap();
+    let r = p.request(&a, spec(&id, Model::None), None).await;
+    refused(&r, 403, "revoked");
+    let audit = audit_actions(&lab, &id).await;
+    assert!(audit.iter().filter(|(a, _)| a == "agent.credential.refused").count() >= 3, "{audit:?}");
+
+    // The registrar's metrics count issuance and refusals by reason; it is ready.
+    let r = p.conn.get_raw("/metrics", None).await.unwrap();
+    let text = String::from_utf8_lossy(&r.body);
+    for want in [
+        "brski_issued_total{role=\"registrar\",kind=\"agent-credential\"} 3",
+        "brski_issued_total{role=\"registrar\",kind=\"voucher\"} 1",
+        "brski_refusals_total{role=\"registrar\",reason=\"revoked\"} 2",
+        "brski_requests_total{role=\"registrar\",route=\"/agent/v1/credentials\",method=\"POST\",status=\"200\"} 3",
+        "route=\"/.well-known/est/simpleenroll\"",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+    assert_eq!(p.conn.get_raw("/readyz", None).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_3_server_challenges_the_owner_who_answers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let lab = lab(dir.path(), &owner, &gw).await;
+    let mut p = proxy(&lab, "proxy-3").await;
+    let a = key();
+    let id = agent("challenged-1");
+    let r = p.request(&a, spec(&id, Model::ServerMediated), None).await;
+    assert_eq!(r.status, 202, "{}", r.detail());
+    assert!(r.retry_after.is_some());
+    let pending_id = json_of(&r)["id"].as_str().unwrap().to_string();
+
+    // The owner authenticates with its provisioned key (a self-signed certificate).
+    let owner = Arc::new(owner);
+    let owner_cert = create_ca("CN=alice", owner.as_ref(), Duration::from_secs(3600), None).unwrap();
+    let ca = vec![lab.registrar.domain_ca().clone()];
+    let mut oc = connect(&lab.registrar_url, &ca, vec![owner_cert], owner.clone()).await;
+    let list = json_of(&oc.get_raw("/owner/v1/challenges", None).await.unwrap());
+    let entry = list["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == pending_id)
+        .expect("listed")
+        .clone();
+    let ch = verify_challenge(entry["challenge"].as_str().unwrap(), &Trust::now(ca.clone()), unix_now())
+        .expect("challenge verifies against the domain");
+    assert_eq!(ch.claims.sub, id);
+    assert_eq!(ch.claims.aud, OWNER);
+    let now = unix_now();
+    let claims = OaClaims {
+        iss: OWNER.into(),
+        sub: id.clone(),
+        aud: TD.into(),
+        iat: now,
+        exp: now + 120,
+        jti: new_jti().unwrap(),
+        model: Model::ServerMediated,
+        agent_jkt: ch.claims.agent_jkt.clone(),
+        acr_hash: None,
+        chal_hash: Some(ch.hash.clone()),
+        nonce: Some(ch.claims.nonce.clone()),
+        grant_exp: Some(now + 3600),
+        constraints: None,
+        org: None,
+    };
+    // An OA over another challenge is refused and the challenge stays open.
+    let mut wrong = claims.clone();
+    wrong.chal_hash = Some(shared::agent::jwt::jwt_hash("x.y.z"));
+    wrong.jti = new_jti().unwrap();
+    let bad = sign_oa(&wrong, owner.as_ref(), &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    let path = format!("/owner/v1/challenges/{pending_id}");
+    let r = oc.post_raw(&path, "application/jwt", None, bad.into_bytes()).await.unwrap();
+    refused(&r, 403, "owner-binding");
+    let good = sign_oa(&claims, owner.as_ref(), &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    let r = oc.post_raw(&path, "application/jwt", None, good.clone().into_bytes()).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let r = oc.post_raw(&path, "application/jwt", None, good.into_bytes()).await.unwrap();
+    refused(&r, 409, "answered");
+
+    let r = p.conn.get_raw(&format!("/agent/v1/credentials/{pending_id}"), None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let cred = json_of(&r);
+    check_credential(
+        &lab,
+        &mut p,
+        &cred,
+        &id,
+        Some((OWNER, Model::ServerMediated)),
+        vec![alice_anchor(&owner)],
+    )
+    .await;
+    // Another proxy may not poll it.
+    let mut other = proxy(&lab, "proxy-3b").await;
+    let r = other.conn.get_raw(&format!("/agent/v1/credentials/{pending_id}"), None).await.unwrap();
+    refused(&r, 403, "not-yours");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_2_gateway_must_be_the_oa_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), Arc::new(key()));
+    let lab = lab(dir.path(), &owner, &gw).await;
+    let mut p = proxy(&lab, "proxy-2").await;
+    let gw_cert =
+        create_ca("CN=gateway,O=Example Org", gw.as_ref(), Duration::from_secs(3600), None).unwrap();
+    let ca = vec![lab.registrar.domain_ca().clone()];
+    let mut g = connect(&lab.registrar_url, &ca, vec![gw_cert.clone()], gw.clone()).await;
+    let gw_hash = b64::encode_url(&shared::crypto::sha256(&pki::cert_to_der(&gw_cert).unwrap()));
+
+    let a = key();
+    let id = agent("gw-owned-1");
+    let mut s = spec(&id, Model::OwnerMediated);
+    s.owner = Some(GATEWAY.into());
+    let (acr, ev) = p.acr(&a, s.clone()).await;
+    let mut c = oa(GATEWAY, &acr_of(&acr), Model::OwnerMediated);
+    c.org = Some(OrgBinding { cred: gw_hash.clone(), via: p.hash() });
+    let oa_text = sign_oa(&c, gw.as_ref(), &OwnerKeyHeader::X5c(vec![gw_cert.clone()])).unwrap();
+    let body = json!({"acr": acr, "oa": oa_text, "evidence": ev, "proxy": {"ldevid_sha256": p.hash()}});
+    // The proxy itself may not present a gateway's OA.
+    let r = p.post(body.clone()).await;
+    refused(&r, 403, "owner-binding");
+
+    // Through the gateway (fresh ACR: the first one's jti and nonce are spent).
+    let (acr, ev) = p.acr(&a, s.clone()).await;
+    let mut c = oa(GATEWAY, &acr_of(&acr), Model::OwnerMediated);
+    c.org = Some(OrgBinding { cred: gw_hash.clone(), via: p.hash() });
+    let oa_text = sign_oa(&c, gw.as_ref(), &OwnerKeyHeader::X5c(vec![gw_cert.clone()])).unwrap();
+    let body = json!({"acr": acr, "oa": oa_text, "evidence": ev, "proxy": {"ldevid_sha256": p.hash()}});
+    let r = g
+        .post_raw("/agent/v1/credentials", CREDENTIAL_REQUEST_MEDIA_TYPE, None, body.to_string().into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let anchor = OwnerAnchor { owner: GATEWAY.into(), kid: "gw-1".into(), spki_der: gw.public_key_der() };
+    check_credential(&lab, &mut p, &json_of(&r), &id, Some((GATEWAY, Model::OwnerMediated)), vec![anchor])
+        .await;
+
+    // org.via naming another proxy is refused.
+    let (acr, ev) = p.acr(&a, s).await;
+    let mut c = oa(GATEWAY, &acr_of(&acr), Model::OwnerMediated);
+    c.org = Some(OrgBinding { cred: gw_hash, via: b64::encode_url(&[0u8; 32]) });
+    let oa_text = sign_oa(&c, gw.as_ref(), &OwnerKeyHeader::X5c(vec![gw_cert])).unwrap();
+    let body = json!({"acr": acr, "oa": oa_text, "evidence": ev, "proxy": {"ldevid_sha256": p.hash()}});
+    let r = g
+        .post_raw("/agent/v1/credentials", "application/json", None, body.to_string().into_bytes())
+        .await
+        .unwrap();
+    refused(&r, 403, "owner-binding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_the_check_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let lab = lab(dir.path(), &owner, &gw).await;
+    let mut p = proxy(&lab, "proxy-r").await;
+    let a = key();
+    let id = agent("r-1");
+
+    // Replayed ACR (same jti, same nonce).
+    let (acr, ev) = p.acr(&a, spec(&id, Model::None)).await;
+    let body = json!({"acr": acr, "oa": null, "evidence": ev});
+    assert_eq!(p.post(body.clone()).await.status, 200);
+    refused(&p.post(body).await, 403, "replay");
+
+    // Replayed nonce in a new ACR.
+    let nonce = p.nonce().await;
+    let mk = |n: &str| {
+        sign_acr(
+            &new_acr_claims(&id, AUD, Some(n.into()), spec(&id, Model::None), unix_now(), 60).unwrap(),
+            &a,
+        )
+        .unwrap()
+    };
+    let acr1 = mk(&nonce);
+    assert_eq!(p.post(json!({"acr": acr1, "evidence": p.evidence(&nonce, &acr1, &id)})).await.status, 200);
+    let acr2 = mk(&nonce);
+    refused(&p.post(json!({"acr": acr2, "evidence": p.evidence(&nonce, &acr2, &id)})).await, 403, "nonce");
+    // A nonce the server never issued.
+    let made_up = b64::encode_url(&[7u8; 32]);
+    let acr3 = mk(&made_up);
+    refused(&p.post(json!({"acr": acr3, "evidence": p.evidence(&made_up, &acr3, &id)})).await, 403, "nonce");
+
+    // Evidence whose eat_nonce does not bind this ACR.
+    let (acr, _) = p.acr(&a, spec(&id, Model::None)).await;
+    let n = acr_of(&acr).claims.nonce.unwrap();
+    let ev = p.evidence_raw(vec![b64::decode_url(&n).unwrap(), vec![9u8; 32]], &id);
+    refused(&p.post(json!({"acr": acr, "evidence": ev})).await, 403, "evidence");
+
+    // ACR signed by a key other than its jwk.
+    let nonce = p.nonce().await;
+    let mut h = serde_json::Map::new();
+    h.insert("jwk".into(), Value::Object(shared::agent::jwk::jwk_from_spki(&a.public_key_der()).unwrap()));
+    let forged = shared::agent::jwt::sign_jwt(
+        &new_acr_claims(&id, AUD, Some(nonce.clone()), spec(&id, Model::None), unix_now(), 60).unwrap(),
+        shared::agent::acr::ACR_TYP,
+        &h,
+        &[],
+        &key(),
+    )
+    .unwrap();
+    refused(
+        &p.post(json!({"acr": forged, "evidence": p.evidence(&nonce, &forged, &id)})).await,
+        403,
+        "bad-signature",
+    );
+
+    // Agent id outside the proxy's policy.
+    let bad_id = "wimse://campus.example/forbidden/x";
+    refused(&p.request(&a, spec(bad_id, Model::None), None).await, 403, "policy");
+
+    // A second URI SAN asked for in the CSR.
+    let nonce = p.nonce().await;
+    let san = [pki::San::Uri(id.clone()), pki::San::Uri(OWNER.into())];
+    let csr = pki::build_csr(&x509_cert::name::Name::default(), &san, &a).unwrap();
+    let mut claims =
+        new_acr_claims(&id, AUD, Some(nonce.clone()), spec(&id, Model::None), unix_now(), 60).unwrap();
+    claims.csr = Some(b64::encode_url(&csr));
+    let acr = sign_acr(&claims, &a).unwrap();
+    refused(
+        &p.post(json!({"acr": acr, "evidence": p.evidence(&nonce, &acr, &id)})).await,
+        400,
+        "second-uri-san",
+    );
+
+    // Model 1 refusals: OA over another acr_hash; owner key not provisioned; expired OA;
+    // replayed OA jti.
+    let (acr, ev) = p.acr(&a, spec(&id, Model::AgentMediated)).await;
+    let mut c = oa(OWNER, &acr_of(&acr), Model::AgentMediated);
+    c.acr_hash = Some(shared::agent::jwt::jwt_hash("another"));
+    let t = sign_oa(&c, &owner, &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    refused(&p.post(json!({"acr": acr, "oa": t, "evidence": ev})).await, 403, "owner-binding");
+
+    let (acr, ev) = p.acr(&a, spec(&id, Model::AgentMediated)).await;
+    let stranger = key();
+    let t =
+        sign_oa(&oa(OWNER, &acr_of(&acr), Model::AgentMediated), &stranger, &OwnerKeyHeader::Jwk).unwrap();
+    refused(&p.post(json!({"acr": acr, "oa": t, "evidence": ev})).await, 403, "unknown-owner");
+
+    let (acr, ev) = p.acr(&a, spec(&id, Model::AgentMediated)).await;
+    let mut c = oa(OWNER, &acr_of(&acr), Model::AgentMediated);
+    c.iat -= 2000;
+    c.exp = c.iat + 300;
+    let t = sign_oa(&c, &owner, &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    refused(&p.post(json!({"acr": acr, "oa": t, "evidence": ev})).await, 403, "time");
+
+    let (acr, ev) = p.acr(&a, spec(&id, Model::AgentMediated)).await;
+    let c = oa(OWNER, &acr_of(&acr), Model::AgentMediated);
+    let t = sign_oa(&c, &owner, &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    assert_eq!(p.post(json!({"acr": acr, "oa": t, "evidence": ev})).await.status, 200);
+    let (acr2, ev2) = p.acr(&a, spec(&id, Model::AgentMediated)).await;
+    let mut c2 = oa(OWNER, &acr_of(&acr2), Model::AgentMediated);
+    c2.jti = c.jti.clone();
+    let t2 = sign_oa(&c2, &owner, &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    refused(&p.post(json!({"acr": acr2, "oa": t2, "evidence": ev2})).await, 403, "replay");
+
+    // Wrong media type, and a body over the limit.
+    let r = p.conn.post_raw("/agent/v1/credentials", "text/plain", None, b"{}".to_vec()).await.unwrap();
+    refused(&r, 415, "unsupported-media-type");
+    let r = p
+        .conn
+        .post_raw("/agent/v1/credentials", "application/json", None, vec![b' '; 100_000])
+        .await
+        .unwrap();
+    refused(&r, 413, "too-large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pledge_without_an_ldevid_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let lab = lab(dir.path(), &owner, &gw).await;
+    // Only the IDevID: the connection is accepted (BRSKI needs that), the agent API is not.
+    let (_cfg, id) = lab.pledge("no-ldevid", Format::Cms).await.unwrap();
+    let ca = vec![lab.registrar.domain_ca().clone()];
+    let mut c = connect(&lab.registrar_url, &ca, id.chain.clone(), id.signer.clone()).await;
+    let r = c.get_raw("/agent/v1/nonce", None).await.unwrap();
+    refused(&r, 401, "unauthorized");
+}
+
+/// A webhook receiver over real TLS: every POSTed body goes into the channel.
+async fn webhook_receiver(dir: &Path) -> (String, std::path::PathBuf, tokio::sync::mpsc::Receiver<Value>) {
+    use axum::routing::post;
+    let ca_key = key();
+    let ca_cert = create_ca("CN=owner webhook CA", &ca_key, Duration::from_secs(3600), None).unwrap();
+    let ca = pki::CertificateAuthority::new(ca_cert.clone(), Box::new(ca_key)).unwrap();
+    let server_key: Arc<dyn Signer> = Arc::new(key());
+    let mut profile = pki::Profile::end_entity(Duration::from_secs(3600));
+    profile.extended_key_usage = vec![const_oid::db::rfc5280::ID_KP_SERVER_AUTH];
+    let spki =
+        <spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(&server_key.public_key_der()).unwrap();
+    let cert = ca
+        .issue_for_key(
+            spki,
+            pki::parse_name("CN=owner").unwrap(),
+            &[pki::San::Ip([127, 0, 0, 1].into())],
+            &profile,
+        )
+        .unwrap();
+    let ca_file = dir.join("webhook-ca.pem");
+    std::fs::write(&ca_file, pki::cert_to_pem(&ca_cert).unwrap()).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body.0).await;
+                "ok"
+            }
+        }),
+    );
+    let chain = vec![rustls::pki_types::CertificateDer::from(pki::cert_to_der(&cert).unwrap())];
+    let tls = Arc::new(est::server::server_tls_config_with_signer(chain, server_key).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = est::server::serve(listener, tls, app).await;
+    });
+    (url, ca_file, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_3_challenge_pushed_by_webhook_and_expiring_unanswered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (Arc::new(key()), key());
+    let (url, ca_file, mut rx) = webhook_receiver(dir.path()).await;
+    let alice = format!("webhook = \"{url}\"\nwebhook_ca = \"{}\"", ca_file.display());
+    let lab = lab_with(dir.path(), &owner, &gw, "challenge_ttl_secs = 1", &alice).await;
+    let mut p = proxy(&lab, "proxy-w").await;
+    let id = agent("late-1");
+    let r = p.request(&key(), spec(&id, Model::ServerMediated), None).await;
+    assert_eq!(r.status, 202, "{}", r.detail());
+    let pending_id = json_of(&r)["id"].as_str().unwrap().to_string();
+    let pushed =
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("webhook in time").unwrap();
+    assert_eq!(pushed["id"], pending_id.as_str());
+    let ca = vec![lab.registrar.domain_ca().clone()];
+    let ch =
+        verify_challenge(pushed["challenge"].as_str().unwrap(), &Trust::now(ca.clone()), unix_now()).unwrap();
+    assert_eq!(pushed["response_uri"], format!("/owner/v1/challenges/{pending_id}"));
+
+    // Nobody answers within the challenge's second: the answer and the poll are refused.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let now = unix_now();
+    let claims = OaClaims {
+        iss: OWNER.into(),
+        sub: id.clone(),
+        aud: TD.into(),
+        iat: now,
+        exp: now + 60,
+        jti: new_jti().unwrap(),
+        model: Model::ServerMediated,
+        agent_jkt: ch.claims.agent_jkt.clone(),
+        acr_hash: None,
+        chal_hash: Some(ch.hash.clone()),
+        nonce: Some(ch.claims.nonce.clone()),
+        grant_exp: None,
+        constraints: None,
+        org: None,
+    };
+    let oa = sign_oa(&claims, owner.as_ref(), &OwnerKeyHeader::Kid("alice-1".into())).unwrap();
+    let owner_cert = create_ca("CN=alice", owner.as_ref(), Duration::from_secs(3600), None).unwrap();
+    let mut oc = connect(&lab.registrar_url, &ca, vec![owner_cert], owner.clone()).await;
+    let r = oc
+        .post_raw(&format!("/owner/v1/challenges/{pending_id}"), "application/jwt", None, oa.into_bytes())
+        .await
+        .unwrap();
+    refused(&r, 403, "time");
+    let r = p.conn.get_raw(&format!("/agent/v1/credentials/{pending_id}"), None).await.unwrap();
+    refused(&r, 403, "time");
+}

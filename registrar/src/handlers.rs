@@ -40,6 +40,9 @@ pub async fn request_voucher(State(reg): State<Arc<Registrar>>, req: Request) ->
     match voucher_flow(&reg, &chain, req).await {
         Ok(resp) => {
             reg.metrics().issued("voucher", started.elapsed().as_secs_f64());
+            if reg.config().approval != crate::config::Approval::Auto {
+                reg.refresh_pending_gauge().await;
+            }
             tracing::info!(%serial, ?remote, "voucher returned to pledge");
             resp
         }
@@ -54,6 +57,7 @@ async fn refuse(reg: &Registrar, serial: &str, action: &str, e: RegistrarError) 
         reg.metrics().refusal(e.code());
     }
     if matches!(e, RegistrarError::Pending { .. }) {
+        reg.refresh_pending_gauge().await;
         tracing::info!(%serial, action, "pledge pending approval: 202");
     } else if status >= 500 {
         tracing::error!(%serial, action, status, error = %e, "BRSKI request failed");

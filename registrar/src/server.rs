@@ -107,6 +107,18 @@ impl Registrar {
         &self.metrics
     }
 
+    /// Sets `brski_pending_approvals`: pledges waiting for an operator plus agent requests
+    /// waiting for an owner.
+    pub async fn refresh_pending_gauge(&self) {
+        let pledges = crate::pledges::list(self.store.as_ref())
+            .await
+            .map(|l| l.iter().filter(|r| r.state == crate::pledges::PledgeState::Pending).count())
+            .unwrap_or(0);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let agents = self.agent.as_ref().map(|a| a.pending.waiting(now)).unwrap_or(0);
+        self.metrics.set_pending((pledges + agents) as i64);
+    }
+
     /// Agent issuance, when configured.
     pub fn agent(&self) -> Option<&crate::agent::AgentService> {
         self.agent.as_deref()

@@ -291,6 +291,8 @@ async fn model_3_server_challenges_the_owner_who_answers_once() {
     assert_eq!(r.status, 202, "{}", r.detail());
     assert!(r.retry_after.is_some());
     let pending_id = json_of(&r)["id"].as_str().unwrap().to_string();
+    let gauge = |n: u32| format!("brski_pending_approvals{{role=\"registrar\"}} {n}");
+    assert!(lab.registrar.metrics().render().contains(&gauge(1)), "one request waits for its owner");
 
     // The owner authenticates with its provisioned key (a self-signed certificate).
     let owner = Arc::new(owner);
@@ -339,6 +341,7 @@ async fn model_3_server_challenges_the_owner_who_answers_once() {
     assert_eq!(r.status, 200, "{}", r.detail());
     let r = oc.post_raw(&path, "application/jwt", None, good.into_bytes()).await.unwrap();
     refused(&r, 409, "answered");
+    assert!(lab.registrar.metrics().render().contains(&gauge(0)), "nothing waits any more");
 
     let r = p.conn.get_raw(&format!("/agent/v1/credentials/{pending_id}"), None).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.detail());

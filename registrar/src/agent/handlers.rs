@@ -137,7 +137,11 @@ async fn create(reg: &Arc<Registrar>, who: &Caller, body: &CredentialRequest) ->
     let id = b64::encode_url(&random::<16>()?);
     match check_request(reg, svc, who, body, now).await? {
         Next::Issue(ap) => Ok(Json(issue(reg, svc, &ap, &id, now).await?).into_response()),
-        Next::Challenge(ap) => challenge(reg, svc, who, *ap, id, now),
+        Next::Challenge(ap) => {
+            let r = challenge(reg, svc, who, *ap, id, now);
+            reg.refresh_pending_gauge().await;
+            r
+        }
     }
 }
 
@@ -275,7 +279,10 @@ async fn answer(AxState(reg): AxState<Arc<Registrar>>, Path(id): Path<String>, r
         let now = unix_now();
         let entry = svc.pending.claim_answer(&id, now)?;
         match answer_entry(&reg, svc, &who, &spki, &entry, oa.trim(), &id, now).await {
-            Ok(()) => Ok(Json(json!({"status": "approved"})).into_response()),
+            Ok(()) => {
+                reg.refresh_pending_gauge().await;
+                Ok(Json(json!({"status": "approved"})).into_response())
+            }
             Err(e) => {
                 svc.pending.reopen(&id);
                 Err(e)

@@ -65,6 +65,12 @@ impl Pending {
         Ok(())
     }
 
+    /// How many requests wait for an owner's answer (unanswered and unexpired).
+    pub fn waiting(&self, now: i64) -> usize {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().filter(|e| !e.answered && e.exp >= now && matches!(e.state, State::Waiting(_))).count()
+    }
+
     /// A copy of the entry.
     pub fn get(&self, id: &str) -> Option<Entry> {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()

@@ -76,6 +76,9 @@ struct FileKey {
 #[derive(Debug, Default)]
 pub struct ExeCache {
     map: Mutex<HashMap<FileKey, [u8; 32]>>,
+    /// One hash at a time: concurrent first requests from one executable wait for the first
+    /// hash instead of each reading the whole file.
+    hashing: tokio::sync::Mutex<()>,
 }
 
 impl ExeCache {
@@ -84,6 +87,10 @@ impl ExeCache {
     /// took longer than [`DIGEST_TIMEOUT`].
     pub async fn executable(&self, pid: u32) -> Option<Executable> {
         self.executable_at(format!("/proc/{pid}/exe")).await
+    }
+
+    fn cached(&self, key: &FileKey) -> Option<[u8; 32]> {
+        self.map.lock().ok().and_then(|m| m.get(key).copied())
     }
 
     async fn executable_at(&self, link: String) -> Option<Executable> {
@@ -102,7 +109,11 @@ impl ExeCache {
             mtime: meta.mtime(),
             mtime_nsec: meta.mtime_nsec(),
         };
-        if let Some(d) = self.map.lock().ok().and_then(|m| m.get(&key).copied()) {
+        if let Some(d) = self.cached(&key) {
+            return Some(Executable { path, sha256: d });
+        }
+        let _one = tokio::time::timeout(DIGEST_TIMEOUT, self.hashing.lock()).await.ok()?;
+        if let Some(d) = self.cached(&key) {
             return Some(Executable { path, sha256: d });
         }
         let l = link.clone();

@@ -36,7 +36,7 @@ pub struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
-  brski demo                                     run the whole foundation flow in-process and explain it
+  brski demo                                     MASA, registrar, pledge, agents and owners in one process, explained
   brski voucher inspect voucher.vcj              show the fields of a voucher (any format, unverified)
   brski voucher verify voucher.vcj --trust vendor-ca.pem --nonce -_XE9zK9q8Ll1qylMtLKeg
   brski voucher sign --in voucher.json --key file:masa.key --cert masa.pem --format jws > voucher.vjj
@@ -46,8 +46,9 @@ Examples:
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the foundation flow end to end in one process (manufacturer, domain, pledge) and
-    /// print each step: keys, certificates, a voucher-request, vouchers in all three formats.
+    /// Run the whole chain in one process on loopback and explain each step: MASA and registrar,
+    /// a pledge's BRSKI bootstrap, the Identity Proxy, agent credentials with no owner and with
+    /// each owner model, checked by a relying party.
     Demo(demo::DemoArgs),
     /// Inspect, verify and sign vouchers and voucher-requests (CMS, JWS or COSE).
     #[command(subcommand)]
@@ -58,10 +59,12 @@ enum Command {
     /// The reference MASA: init, mint IDevIDs, record owners, serve vouchers and audit logs.
     #[command(subcommand)]
     Masa(masa::MasaCommand),
-    /// The BRSKI registrar and domain EST CA: init, serve, list, approve, deny.
+    /// The BRSKI registrar, domain EST CA and agent Identity Server: init, serve, list, approve,
+    /// deny, agent grants/revoke.
     #[command(subcommand)]
     Registrar(registrar::RegistrarCommand),
-    /// The pledge: bootstrap into a domain with the IDevID, and status.
+    /// The pledge: bootstrap into a domain with the IDevID, status, and `serve` as the Identity
+    /// Proxy (the Agent API).
     #[command(subcommand)]
     Pledge(pledge::PledgeCommand),
     /// An agent asks the local Identity Proxy for its identity (`agent request`).
@@ -73,7 +76,7 @@ enum Command {
     /// The agent owner: init, sign (model 1), gateway (model 2), respond (model 3).
     #[command(subcommand)]
     Owner(owner::OwnerCommand),
-    /// Load generators against any server (`bench est`).
+    /// Load generators: `bench est` (any EST server), `bench brski`, `bench agent`.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }

@@ -2,8 +2,9 @@
 //! bootstraps (BRSKI) and then serves the Agent API on a real Unix socket as the Identity
 //! Proxy, agents that ask it for credentials, and relying parties (the shared checks and
 //! `openssl verify`) that accept them. Models none, 1 (owner signs offline, then a renewal
-//! under the grant) and 3 (the owner answers the server's challenge while the agent polls),
-//! and the proxy renewing its own LDevID.
+//! under the grant), 2 (through the owner's gateway, whose certificate the proxy pins) and 3
+//! (the owner answers the server's challenge while the agent polls), and the proxy renewing
+//! its own LDevID.
 
 use est::client::EstClient;
 use est::tls::{client_config, ServerTrust};
@@ -393,4 +394,74 @@ async fn an_expired_ldevid_is_replaced_by_bootstrapping_again() {
     c.obtain(&acr, None, Duration::from_secs(30), &mut |_, _, _| {})
         .await
         .expect("issued after re-bootstrap");
+}
+
+#[tokio::test]
+async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    const GATEWAY: &str = "https://gateway.example.org";
+    let gw_dir = dir.path().join("gateway");
+    owner::init::init(&owner::init::InitOptions {
+        dir: gw_dir.clone(),
+        id: GATEWAY.into(),
+        kid: Some("gw-1".into()),
+        alg: Algorithm::Es256,
+        trust_domain: Some(TD.into()),
+        server: None,
+        domain_ca: None,
+        validity: Duration::from_secs(86400),
+    })
+    .unwrap();
+    let policy = format!(
+        "trust_domain = \"{TD}\"\n[[proxy]]\nserial = \"*\"\nagents = [\"wimse://{TD}/agent/*\"]\n\
+         [[owner]]\nid = \"{GATEWAY}\"\nkid = \"gw-1\"\nkey = \"{}\"\nagents = [\"wimse://{TD}/agent/*\"]\n\
+         models = [\"owner-mediated\"]\n",
+        gw_dir.join(owner::config::PUBLIC_FILE).display()
+    );
+    let options = LabOptions { agent_policy: Some(policy), ..LabOptions::default() };
+    let lab = Lab::start(&dir.path().join("lab"), options).await.expect("lab starts");
+    let (cfg, id) = lab.pledge("agent-host-2", Format::Cms).await.unwrap();
+    pledge::bootstrap(&cfg, &id).await.expect("bootstrap");
+
+    // The gateway: the owner's organization certificate on TLS, its rules, its signature.
+    let gw = owner::identity::OwnerIdentity::load(&gw_dir).unwrap();
+    let pin = shared::crypto::sha256(&pki::cert_to_der(&gw.cert).unwrap());
+    let opts = owner::gateway::GatewayOptions {
+        server: lab.registrar_url.clone(),
+        ca: vec![lab.registrar.domain_ca().clone()],
+        issuance_uri: format!("wimse://{TD}"),
+        agents: vec![format!("wimse://{TD}/agent/*")],
+        rate_per_sec: 50,
+        queue: 16,
+        manual: false,
+        max_ttl: None,
+        grant_secs: 3600,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw_url = format!("https://{}", listener.local_addr().unwrap());
+    let gw_task = tokio::spawn(owner::gateway::serve(gw, opts, listener));
+
+    let mut pcfg = ProxyConfig::in_dir(&cfg.state);
+    pcfg.renew = false;
+    pcfg.gateway = Some((gw_url, pin));
+    let running = proxy::start(&pcfg, None).await.expect("proxy starts");
+    let c = AgentApiClient::new(Endpoint::Unix(running.socket.clone()), Duration::from_secs(30));
+    let bundle = c.bundle().await.unwrap();
+    let agent = SoftwareKey::generate(Algorithm::Es256).unwrap();
+    let mut s = spec("lab-bot", Model::OwnerMediated);
+    s.owner = Some(GATEWAY.into());
+    let acr =
+        agent_client::build_acr(&agent, &bundle.issuance_uri, Some(c.nonce().await.unwrap()), s, 60).unwrap();
+    let cred =
+        c.obtain(&acr, None, Duration::from_secs(30), &mut |_, _, _| {}).await.expect("issued via gateway");
+    assert_eq!(cred.owner.as_deref(), Some(GATEWAY));
+    assert_eq!(cred.model, "owner-mediated");
+    let mut trust = relying(&bundle, None);
+    let gw_key = owner::identity::OwnerIdentity::load(&gw_dir).unwrap().key.public_key_der();
+    trust.owner_anchors.push(OwnerAnchor { owner: GATEWAY.into(), kid: "gw-1".into(), spki_der: gw_key });
+    let who = verify_agent_certificate(&[cert_of(&cred)], &trust).expect("dual identity accepted");
+    assert_eq!(who.owner.as_ref().map(|o| o.model), Some(Model::OwnerMediated));
+    verify_wit_credential(cred.wit.as_ref().unwrap(), &trust).expect("WIT accepted");
+    openssl_verify(dir.path(), &bundle.ca_pem, cred.x509.as_ref().unwrap());
+    gw_task.abort();
 }

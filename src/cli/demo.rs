@@ -372,7 +372,7 @@ async fn keep_running(lab: &Lab, proxy: &RunningProxy, pledge: &Path) {
     println!("   curl --cacert {} {}/.well-known/est/cacerts", ca.display(), lab.registrar_url);
     println!("   curl --cacert {} {}/metrics", ca.display(), lab.registrar_url);
     println!(
-        "   brski agent request --socket {} --id wimse://{TRUST_DOMAIN}/agent/mine --out-dir ./mine",
+        "   brski agent request --socket {} --id wimse://{TRUST_DOMAIN}/agent/mine --out ./mine",
         proxy.socket.display()
     );
     println!("   brski pledge status --state {}", pledge.display());

@@ -12,6 +12,8 @@ use x509_cert::Certificate;
 
 /// The file name `brski registrar init` writes and `serve --state DIR` reads.
 pub const CONFIG_FILE: &str = "registrar.toml";
+/// The default SQLite store file in the state directory.
+pub const STORE_FILE: &str = "registrar.db";
 
 /// How pledges are approved.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -64,6 +66,11 @@ pub struct RegistrarFile {
     /// State directory (database); default: the config file's directory.
     #[serde(default)]
     pub state: Option<PathBuf>,
+    /// The store: a `postgres://` (or `postgresql://`) URL, which several registrars may
+    /// share, or a SQLite file path (relative to the config file's directory); default:
+    /// `registrar.db` in the state directory.
+    #[serde(default)]
+    pub store: Option<String>,
     /// Domain CA certificate (PEM).
     pub domain_ca_cert: PathBuf,
     /// Domain CA key URI (`file:...`).
@@ -141,6 +148,9 @@ pub struct RegistrarConfig {
     pub listen: SocketAddr,
     /// State directory.
     pub state: PathBuf,
+    /// The store: a PostgreSQL URL or a SQLite file path, resolved (see
+    /// [`shared::store::open_url`]).
+    pub store: String,
     /// Approval policy.
     pub approval: Approval,
     /// Allow-listed serial numbers.
@@ -212,8 +222,28 @@ impl RegistrarFile {
         }
     }
 
+    /// The state directory: `state`, resolved, or the config file's directory.
+    pub fn state_dir(&self, path: &Path) -> PathBuf {
+        match &self.state {
+            Some(s) => Self::resolve(path, s),
+            None => path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        }
+    }
+
+    /// Where the store is: the `store` URL as written, a `store` file path resolved against
+    /// the config file's directory, or `registrar.db` in `state`.
+    pub fn store_location(&self, path: &Path, state: &Path) -> String {
+        match self.store.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(url) if shared::store::is_postgres_url(url) => url.to_string(),
+            Some(file) => Self::resolve(path, Path::new(file)).display().to_string(),
+            None => state.join(STORE_FILE).display().to_string(),
+        }
+    }
+
     /// Loads every certificate the file names into a [`RegistrarConfig`].
     pub fn into_config(self, path: &Path) -> Result<RegistrarConfig, ConfigError> {
+        let state = self.state_dir(path);
+        let store = self.store_location(path, &state);
         let mut manufacturers = Vec::new();
         for (i, m) in self.manufacturers.iter().enumerate() {
             let key = |k: &str| format!("manufacturer[{i}].{k}");
@@ -241,10 +271,8 @@ impl RegistrarFile {
         };
         Ok(RegistrarConfig {
             listen: self.listen,
-            state: self.state.map_or_else(
-                || path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                |s| Self::resolve(path, &s),
-            ),
+            store,
+            state,
             approval: self.approval,
             allowlist: self.allowlist,
             retry_after: Duration::from_secs(self.retry_after_secs.max(1)),
@@ -318,6 +346,27 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let e = RegistrarFile::load(&path).unwrap().into_config(&path).unwrap_err().to_string();
         assert!(e.contains("manufacturer[0].idevid_anchors") && e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn store_is_a_postgres_url_or_a_sqlite_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        let base = "listen = \"127.0.0.1:1\"\ndomain_ca_cert = \"ca.pem\"\ndomain_ca_key = \"file:ca.key\"\n\
+                    registrar_cert = \"r.pem\"\nregistrar_key = \"file:r.key\"\n";
+        let location = |extra: &str| {
+            std::fs::write(&path, format!("{extra}{base}")).unwrap();
+            let file = RegistrarFile::load(&path).unwrap();
+            file.store_location(&path, &file.state_dir(&path))
+        };
+        assert_eq!(location(""), dir.path().join(STORE_FILE).display().to_string());
+        assert_eq!(
+            location("state = \"st\"\n"),
+            dir.path().join("st").join(STORE_FILE).display().to_string()
+        );
+        let url = "postgresql://brski:pw@db.example:5432/brski?sslmode=require";
+        assert_eq!(location(&format!("store = \"{url}\"\n")), url);
+        assert_eq!(location("store = \"other.db\"\n"), dir.path().join("other.db").display().to_string());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::server::Registrar;
 use shared::brski::ID_KP_CMC_RA;
 use shared::keys::{generate_key_file, load_signer, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
-use shared::store::SqliteStore;
+use shared::store::open_url;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +78,9 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          # Domain CA that issues LDevIDs, and the registrar's own TLS certificate (cmcRA).\n\
          domain_ca_cert = \"domain-ca.pem\"\ndomain_ca_key = \"file:domain-ca.key\"\n\
          registrar_cert = \"registrar.pem\"\nregistrar_key = \"file:registrar.key\"\n\n\
+         # Store (default: the SQLite file registrar.db in the state directory). Registrars that share\n\
+         # one PostgreSQL database share pledges, certificates and the audit log.\n\
+         # store = \"postgres://brski:secret@db.example/brski\"\n\n\
          # Pledge approval: \"auto\", \"allowlist\" (serials below, or `brski registrar approve`),\n\
          # or \"manual\" (every new pledge waits with 202 until approved).\n\
          approval = \"auto\"\nallowlist = []\n# Seconds a pending pledge is told to wait before retrying.\nretry_after_secs = 5\n\n\
@@ -194,13 +197,12 @@ pub async fn open(config_path: &Path, listen: Option<SocketAddr>) -> Result<Regi
     let signer: Arc<dyn Signer> =
         Arc::from(load_signer(&reg_key).map_err(|x| e("registrar_key")(x.to_string()))?);
     let ca = CertificateAuthority::new(ca_cert, ca_signer).map_err(|x| e("domain_ca_key")(x.to_string()))?;
-    let db = config.state.join("registrar.db");
-    let store = SqliteStore::open(&db).await.map_err(|x| e(&db.display().to_string())(x.to_string()))?;
+    let store = open_url(&config.store).await.map_err(|x| e(&store_label(&config.store))(x.to_string()))?;
     let agent = match &config.agent_policy {
         Some(p) => Some(open_agent(p, &config.state)?),
         None => None,
     };
-    let registrar = Registrar::new(config, Arc::new(store), ca, cert, signer);
+    let registrar = Registrar::new(config, store, ca, cert, signer);
     Ok(match agent {
         Some(a) => registrar.with_agent(a),
         None => registrar,
@@ -219,11 +221,33 @@ fn open_agent(policy: &Path, state: &Path) -> Result<crate::agent::AgentService,
 /// `deny`, which need no keys and work while the server runs).
 pub async fn open_store(config_path: &Path) -> Result<Arc<dyn shared::store::Store>, InitError> {
     let file = RegistrarFile::load(config_path).map_err(|x| InitError(x.to_string()))?;
-    let state = match &file.state {
-        Some(s) => RegistrarFile::resolve(config_path, s),
-        None => config_path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-    };
-    let db = state.join("registrar.db");
-    let store = SqliteStore::open(&db).await.map_err(|x| e(&db.display().to_string())(x.to_string()))?;
-    Ok(Arc::new(store))
+    let location = file.store_location(config_path, &file.state_dir(config_path));
+    open_url(&location).await.map_err(|x| e(&store_label(&location))(x.to_string()))
+}
+
+/// The store location for messages: a URL without its password.
+fn store_label(location: &str) -> String {
+    if !shared::store::is_postgres_url(location) {
+        return location.to_string();
+    }
+    let (scheme, rest) = location.split_once("://").unwrap_or(("postgres", location));
+    match rest.split_once('@') {
+        Some((user, host)) if !user.contains('/') => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        _ => location.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_label;
+
+    #[test]
+    fn store_label_hides_the_password() {
+        assert_eq!(store_label("postgres://brski:secret@db:5432/brski"), "postgres://brski@db:5432/brski");
+        assert_eq!(store_label("postgresql://db/brski"), "postgresql://db/brski");
+        assert_eq!(store_label("/var/lib/brski/registrar.db"), "/var/lib/brski/registrar.db");
+    }
 }

@@ -30,6 +30,8 @@ pub struct LabOptions {
     /// The agent issuance policy (TOML text of `agent-policy.toml`); no agent endpoints
     /// without it. Paths in it should be absolute.
     pub agent_policy: Option<String>,
+    /// The registrar's `store` (e.g. a `postgres://` URL); default: its SQLite file.
+    pub store_url: Option<String>,
 }
 
 impl Default for LabOptions {
@@ -40,6 +42,7 @@ impl Default for LabOptions {
             claim_ownership: true,
             retry_after_secs: 1,
             agent_policy: None,
+            store_url: None,
         }
     }
 }
@@ -124,6 +127,24 @@ impl Lab {
         })
     }
 
+    /// Starts a second registrar on the lab's configuration (same CA, keys and store), opened
+    /// again with its own store connections as a second process would, serving on a new
+    /// loopback port; returns it and its `https://127.0.0.1:<port>`. With a PostgreSQL
+    /// `store_url`, both registrars enroll pledges into one database.
+    pub async fn start_replica(&mut self) -> Result<(Arc<Registrar>, String), LabError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
+        let addr = listener.local_addr().map_err(s)?;
+        let config = self.dir.join("registrar").join(CONFIG_FILE);
+        let registrar = Arc::new(open(&config, Some(addr)).await.map_err(s)?);
+        let r = registrar.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = r.serve(listener).await {
+                tracing::error!(error = %e, "lab registrar replica stopped");
+            }
+        }));
+        Ok((registrar, format!("https://{addr}")))
+    }
+
     /// Mints a device `serial` at the MASA (claimed for this domain unless allow-any-owner),
     /// writes its IDevID files under `dir/pledges/<serial>`, and returns a pledge
     /// configuration pointing at the registrar.
@@ -176,7 +197,9 @@ fn set_policy(config: &Path, o: &LabOptions, masa: SocketAddr) -> Result<(), Lab
     // A reused lab: start from the lines `init` wrote, then apply this run's options.
     let text: String = text
         .lines()
-        .filter(|l| !l.starts_with("agent_policy = ") && !l.starts_with("masa_url = "))
+        .filter(|l| {
+            !l.starts_with("agent_policy = ") && !l.starts_with("masa_url = ") && !l.starts_with("store = ")
+        })
         .map(|l| {
             let reset = [
                 ("approval = ", "approval = \"auto\""),
@@ -215,5 +238,24 @@ fn set_policy(config: &Path, o: &LabOptions, masa: SocketAddr) -> Result<(), Lab
         }
         None => text,
     };
+    let text = match &o.store_url {
+        Some(url) => format!("store = {}\n{text}", toml_string(url)),
+        None => text,
+    };
     std::fs::write(config, text).map_err(s)
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

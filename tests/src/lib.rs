@@ -25,6 +25,27 @@ pub fn peer(tool: &str) -> bool {
     false
 }
 
+/// A fresh database on a throw-away PostgreSQL server (see `shared::store::pg_test_server`;
+/// `BRSKI_TEST_POSTGRES_URL` names an existing server instead). When PostgreSQL is not
+/// installed: a loud skip notice and `None`, or a panic under `BRSKI_REQUIRE_PEERS=1`.
+pub async fn postgres_database() -> Option<String> {
+    use shared::store::pg_test_server::{fresh_database, peers_required, URL_ENV};
+    match fresh_database().await {
+        Ok(Some(url)) => Some(url),
+        Ok(None) if peers_required() => {
+            panic!("BRSKI_REQUIRE_PEERS=1 but PostgreSQL (initdb) is not installed and {URL_ENV} is not set")
+        }
+        Ok(None) => {
+            eprintln!(
+                "\n!!!!! SKIPPED: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb) and \
+                 {URL_ENV} is not set; this test needs it as a real peer !!!!!\n"
+            );
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Runs `program` with `args` in `dir`, returning its output (never panics on exit status).
 pub fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
     Command::new(program)

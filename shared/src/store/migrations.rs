@@ -1,4 +1,5 @@
-//! Versioned schema migrations for the SQLite store.
+//! Versioned schema migrations for the SQLite store (the PostgreSQL store keeps its own
+//! list in `postgres.rs`, under the same rules).
 //!
 //! The list is ordered and append-only: a released migration is never edited,
 //! a change to the schema is a new entry with the next version. At open every
@@ -148,7 +149,7 @@ pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<i64, StoreError>
     for row in &applied {
         let version: i64 = row.try_get("version")?;
         let name: String = row.try_get("name")?;
-        check_recorded(version, &name)?;
+        check_recorded(SQLITE_MIGRATIONS, version, &name)?;
     }
 
     for m in SQLITE_MIGRATIONS {
@@ -162,7 +163,7 @@ pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<i64, StoreError>
                 .await?;
         if let Some(name) = recorded {
             tx.rollback().await?;
-            check_recorded(m.version, &name)?;
+            check_recorded(SQLITE_MIGRATIONS, m.version, &name)?;
             continue;
         }
         sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(|e| {
@@ -187,9 +188,9 @@ pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<i64, StoreError>
 }
 
 /// Checks that a recorded migration is the one this build has under that
-/// version.
-fn check_recorded(version: i64, name: &str) -> Result<(), StoreError> {
-    match SQLITE_MIGRATIONS.iter().find(|m| m.version == version) {
+/// version in `list`.
+pub(crate) fn check_recorded(list: &'static [Migration], version: i64, name: &str) -> Result<(), StoreError> {
+    match list.iter().find(|m| m.version == version) {
         Some(m) if m.name == name => Ok(()),
         Some(m) => Err(StoreError::SchemaMismatch { version, expected: m.name, found: name.to_owned() }),
         None => Err(StoreError::SchemaMismatch { version, expected: "", found: name.to_owned() }),

@@ -1,6 +1,7 @@
 //! Persistence for every brski role: one [`Store`] trait, an embedded SQLite
-//! implementation ([`SqliteStore`]) as the default, and room for a PostgreSQL
-//! implementation behind the same trait for deployments with several replicas.
+//! implementation ([`SqliteStore`]) as the default, and a PostgreSQL
+//! implementation (`PgStore`, cargo feature `postgres`) behind the same trait for
+//! deployments with several replicas sharing one database. [`open_url`] picks one.
 //!
 //! What the store guarantees, whatever the backend:
 //!
@@ -35,11 +36,19 @@ use time::OffsetDateTime;
 
 pub mod migrations;
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod pg_test_server;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 pub use model::{
     normalize_time, AuditEvent, AuditRecord, IssuedCertificate, Revocation, RevocationReason, VoucherRecord,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// The future every [`Store`] method returns: boxed so the trait stays
@@ -146,9 +155,9 @@ impl From<sqlx::Error> for StoreError {
 
 /// The persistent state every brski role needs.
 ///
-/// Implementations: [`SqliteStore`] (embedded, one process); PostgreSQL for
-/// several replicas is planned behind this same trait. Every method is
-/// atomic and returns only after its writes are committed.
+/// Implementations: [`SqliteStore`] (embedded, one process) and `PgStore`
+/// (PostgreSQL, several processes on one database; feature `postgres`). Every
+/// method is atomic and returns only after its writes are committed.
 pub trait Store: Send + Sync {
     /// Highest schema migration applied to the database.
     fn schema_version(&self) -> StoreFuture<'_, i64>;
@@ -253,6 +262,33 @@ pub trait Store: Send + Sync {
     /// the change uses this, so the record never exists without its audit event and the
     /// change costs one commit instead of several.
     fn write_batch<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, Vec<u64>>;
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
+pub fn is_postgres_url(url: &str) -> bool {
+    let lower = url.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+/// Opens the store `url_or_path` names: a PostgreSQL database for a `postgres://` or
+/// `postgresql://` URL ([`is_postgres_url`]), otherwise the SQLite database file at that path
+/// (see [`SqliteStore::open`]).
+///
+/// A PostgreSQL URL in a build without the `postgres` feature is [`StoreError::Invalid`].
+pub async fn open_url(url_or_path: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if is_postgres_url(url_or_path) {
+        #[cfg(feature = "postgres")]
+        {
+            return Ok(std::sync::Arc::new(PgStore::connect(url_or_path.trim()).await?));
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            return Err(StoreError::Invalid(
+                "this build of brski has no PostgreSQL support (cargo feature `postgres` of `shared`)".into(),
+            ));
+        }
+    }
+    Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(url_or_path)).await?))
 }
 
 /// Writes that [`Store::write_batch`] commits together.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.log_json, args.verbose);
+    cli::init_logging(args.log_json || args.log_format == "json", args.verbose);
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

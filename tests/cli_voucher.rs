@@ -411,6 +411,7 @@ fn demo_runs_the_whole_chain_and_reuses_its_state() {
         "model 2: the owner's gateway approves",
         "owner https://gateway.research.campus.example (owner-mediated)",
         "brski_issued_total{role=\"registrar\",kind=\"agent-credential\"} 4",
+        "brski_issued_total{role=\"masa\",kind=\"voucher\"} 1",
     ] {
         assert!(out.contains(step), "missing {step:?} in\n{out}");
     }

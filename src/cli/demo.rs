@@ -162,8 +162,8 @@ async fn demo(dir: &Path, a: &DemoArgs) -> anyhow::Result<()> {
     report(&c, &trust)?;
     s.done("issued through the gateway (proxy -> gateway -> server), verified");
 
-    let s = Step::start(9, "the registrar's metrics");
-    print_metrics(&lab);
+    let s = Step::start(9, "the registrar's and the MASA's metrics");
+    print_metrics(&lab).await?;
     s.done("counters above");
 
     println!("\nArtifacts:");
@@ -357,13 +357,23 @@ fn spawn_responder(alice: &Path, lab: &Lab) -> std::thread::JoinHandle<()> {
     })
 }
 
-fn print_metrics(lab: &Lab) {
-    let text = lab.registrar.metrics().render();
-    for line in
-        text.lines().filter(|l| l.starts_with("brski_issued_total") || l.starts_with("brski_refusals_total"))
-    {
+/// The counters of the registrar (in process) and of the MASA (over HTTPS, as Prometheus
+/// would scrape it).
+async fn print_metrics(lab: &Lab) -> anyhow::Result<()> {
+    let keep = |l: &&str| l.starts_with("brski_issued_total") || l.starts_with("brski_refusals_total");
+    for line in lab.registrar.metrics().render().lines().filter(keep) {
         println!("   {line}");
     }
+    let masa_tls = shared::pki::cert_to_der(&lab.masa.tls_chain()[0])?;
+    let pin = est::tls::ServerTrust::PinnedSha256(shared::crypto::sha256(&masa_tls));
+    let tls = est::tls::client_config(&pin, None)?;
+    let mut conn =
+        est::client::EstClient::new(&format!("https://{}", lab.masa_addr), None, tls)?.connect().await?;
+    let reply = conn.get_raw("/metrics", None).await?;
+    for line in String::from_utf8_lossy(&reply.body).lines().filter(keep) {
+        println!("   {line}   (GET https://{}/metrics)", lab.masa_addr);
+    }
+    Ok(())
 }
 
 async fn keep_running(lab: &Lab, proxy: &RunningProxy, pledge: &Path) {

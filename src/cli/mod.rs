@@ -20,13 +20,17 @@ mod voucher;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// BRSKI (RFC 8995) and EST (RFC 7030) bootstrap stack: MASA, registrar, pledge and tools.
+/// BRSKI (RFC 8995) and EST (RFC 7030) bootstrap stack with agent identity: MASA, registrar
+/// (Identity Server), pledge (Identity Proxy), agents, owners and tools.
 #[derive(Debug, Parser)]
 #[command(name = "brski", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of human-readable text (same as `--log-format json`).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Log format: `human` (default) or `json` (one JSON object per line).
+    #[arg(long, global = true, value_parser = ["human", "json"], default_value = "human")]
+    pub log_format: String,
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -93,9 +93,19 @@ fn masa_registrar_and_pledge_processes_bootstrap_a_device() {
         String::from_utf8_lossy(&denied.stderr)
     );
     ok(&brski(&["registrar", "approve", "SN-0001", "--state", &p("reg")]));
-    let out =
-        ok(&brski(&["pledge", "bootstrap", "--state", &p("device"), "--registrar", &url, "--format", "jws"]));
-    assert!(out.contains("enrolled (brski)") && out.contains("ldevid.pem"), "{out}");
+    // The device's pledge.toml names the registrar and the format; a wrong key is refused
+    // with the key and the file named.
+    std::fs::write(tmp.path().join("device/pledge.toml"), "registar = \"x\"\n").unwrap();
+    let bad = brski(&["pledge", "bootstrap", "--state", &p("device")]);
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(!bad.status.success() && err.contains("pledge.toml") && err.contains("registar"), "{err}");
+    std::fs::remove_file(tmp.path().join("device/pledge.toml")).unwrap();
+    ok(&brski(&["pledge", "init", "--state", &p("device"), "--registrar", &url, "--format", "jws"]));
+    let out = ok(&brski(&["pledge", "bootstrap", "--state", &p("device")]));
+    assert!(
+        out.contains("enrolled (brski)") && out.contains("ldevid.pem") && out.contains("JWS voucher"),
+        "{out}"
+    );
 
     let status = ok(&brski(&["pledge", "status", "--state", &p("device")]));
     assert!(

@@ -25,6 +25,7 @@
 pub mod agent_client;
 pub mod bootstrap;
 pub mod config;
+pub mod config_file;
 pub mod discover;
 pub mod enroll;
 pub mod files;

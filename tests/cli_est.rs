@@ -265,3 +265,43 @@ fn est_serve_from_a_config_file_with_labels_and_hashed_users() {
     ]);
     assert!(!refused.status.success(), "basic auth is not accepted on a client-cert label");
 }
+
+#[test]
+fn est_init_writes_a_config_that_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    ok(&brski(&["est", "init", "--dir", &d("ca"), "--listen", "127.0.0.1:0"]));
+    assert!(!brski(&["est", "init", "--dir", &d("ca")]).status.success(), "no overwrite");
+    let mut hash = Command::new(env!("CARGO_BIN_EXE_brski"))
+        .args(["est", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    hash.stdin.take().unwrap().write_all(b"init-pw\n").unwrap();
+    let phc = ok(&hash.wait_with_output().unwrap()).trim().to_string();
+    let cfg = dir.path().join("ca/est.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}op = \"{phc}\"\n")).unwrap();
+    let srv = spawn_server(&["est", "serve", "--config", cfg.to_str().unwrap()]);
+    let out = ok(&brski(&[
+        "est",
+        "enroll",
+        "--server",
+        &srv.url,
+        "--ca",
+        &d("ca/ca.pem"),
+        "--user",
+        "op",
+        "--password",
+        "init-pw",
+        "--subject",
+        "CN=from-init",
+        "--out-dir",
+        &d("e1"),
+    ]));
+    let cert = std::fs::read_to_string(d("e1/cert.pem")).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let issued = shared::pki::cert_from_pem(&cert).unwrap();
+    assert_eq!(issued.tbs_certificate().subject().to_string(), "CN=from-init");
+}

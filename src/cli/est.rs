@@ -31,6 +31,26 @@ pub enum EstCommand {
     Serve(super::est_serve::ServeArgs),
     /// Read a password from stdin and print its argon2 hash for a config file's `users`.
     HashPassword,
+    /// Write a commented est.toml for a standalone EST CA (`est serve --config DIR/est.toml`);
+    /// the CA and server certificate are created on first start.
+    Init(EstInitArgs),
+}
+
+/// `brski est init`.
+#[derive(Debug, clap::Args)]
+pub struct EstInitArgs {
+    /// Directory for est.toml and the server's state (created).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    /// Listen address.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: String,
+    /// DNS names / IP addresses of the server certificate (repeatable).
+    #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+    names: Vec<String>,
+    /// Subject of the CA created on first start.
+    #[arg(long, default_value = "CN=brski EST CA")]
+    ca_subject: String,
 }
 
 /// Server, trust and authentication options shared by every EST command.
@@ -159,6 +179,7 @@ pub fn run(cmd: EstCommand) -> anyhow::Result<ExitCode> {
             EstCommand::Reenroll(a) => reenroll(a).await,
             EstCommand::Serve(a) => super::est_serve::serve(a).await,
             EstCommand::HashPassword => hash_password_from_stdin(),
+            EstCommand::Init(a) => est_init(&a),
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -519,4 +540,44 @@ fn parse_san(s: &str) -> anyhow::Result<San> {
         "ip" => San::Ip(value.parse().with_context(|| format!("'{value}' is not an IP address"))?),
         _ => bail!("SAN '{s}': use dns:, uri:, ip: or email:"),
     })
+}
+
+/// Writes `DIR/est.toml` (refusing to overwrite one).
+fn est_init(a: &EstInitArgs) -> anyhow::Result<()> {
+    let path = a.dir.join("est.toml");
+    if path.exists() {
+        anyhow::bail!("{} exists; refusing to overwrite it", path.display());
+    }
+    std::fs::create_dir_all(&a.dir)?;
+    let names = a.names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "# brski EST server (written by `brski est init`): brski est serve --config {}\n\
+         # Relative paths are relative to this file; unknown keys are errors naming the key.\n\n\
+         listen = {:?}\n\
+         # Directory of the store (brski.db: every issued certificate, the audit log).\n\
+         state = \".\"\n\n\
+         [ca]\ncert = \"ca.pem\"\nkey = \"file:ca.key\"\n\
+         # The CA is created on first start when the two files above do not exist yet.\n\
+         create_subject = {:?}\n\n\
+         [tls]\ncert = \"server.pem\"\nkey = \"file:server.key\"\n\
+         # The server certificate is issued from the CA on first start, for these names.\n\
+         names = [{names}]\n\n\
+         # /.well-known/est/<operation>; add [labels.<name>] sections for more CA labels.\n\
+         [labels.default]\nvalidity_days = 365\nextended_key_usage = [\"clientAuth\"]\n\
+         auth = \"either\"            # client-cert | basic | either | both\n\
+         binding = \"accept\"         # require | accept | ignore (RFC 9266 tls-exporter)\n\
+         serverkeygen = false\n\n\
+         [labels.default.users]\n\
+         # name = \"<argon2 hash from `brski est hash-password`>\"\n",
+        path.display(),
+        a.listen,
+        a.ca_subject,
+    );
+    std::fs::write(&path, text)?;
+    println!("wrote {}", path.display());
+    println!(
+        "add a user: echo -n PASSWORD | brski est hash-password, then a line under [labels.default.users]"
+    );
+    println!("run it:     brski est serve --config {}", path.display());
+    Ok(())
 }

@@ -74,7 +74,7 @@ fn masa_registrar_and_pledge_processes_bootstrap_a_device() {
         &p("reg/domain-ca.pem"),
     ]));
 
-    let _masa = serve(&["masa", "serve", "--state", &p("masa")], "brski MASA on https://");
+    let _masa = serve(&["masa", "serve", "--config", &p("masa/masa.toml")], "brski MASA on https://");
     // --no-mdns: no multicast announcement out of the test machine (tests/cli_mdns.rs covers mDNS
     // inside a network namespace).
     let _reg =

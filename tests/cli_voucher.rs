@@ -412,6 +412,7 @@ fn demo_runs_the_whole_chain_and_reuses_its_state() {
         "owner https://gateway.research.campus.example (owner-mediated)",
         "brski_issued_total{role=\"registrar\",kind=\"agent-credential\"} 4",
         "brski_issued_total{role=\"masa\",kind=\"voucher\"} 1",
+        "brski_requests_total{role=\"proxy\",route=\"/v1/credentials\",method=\"POST\",status=\"200\"} 3",
     ] {
         assert!(out.contains(step), "missing {step:?} in\n{out}");
     }

@@ -162,8 +162,11 @@ async fn demo(dir: &Path, a: &DemoArgs) -> anyhow::Result<()> {
     report(&c, &trust)?;
     s.done("issued through the gateway (proxy -> gateway -> server), verified");
 
-    let s = Step::start(9, "the registrar's and the MASA's metrics");
+    let s = Step::start(9, "the metrics of the registrar, the MASA and the proxy");
     print_metrics(&lab).await?;
+    for line in proxy.proxy.metrics().render().lines().filter(|l| l.starts_with("brski_requests_total")) {
+        println!("   {line}");
+    }
     s.done("counters above");
 
     println!("\nArtifacts:");

@@ -45,6 +45,10 @@ pub struct InitArgs {
     /// Manufacturer name: O= of the manufacturer CA and the IDevIDs.
     #[arg(long, default_value = "brski reference manufacturer")]
     manufacturer: String,
+    /// Sign vouchers with this key URI (e.g. an RFC 7512 `pkcs11:` URI) instead of a new
+    /// voucher-signer.key; written to masa.toml as `voucher_signer_key`.
+    #[arg(long, value_name = "URI")]
+    voucher_signer_key: Option<String>,
 }
 
 /// `brski masa idevid`.
@@ -92,9 +96,12 @@ pub struct ClaimArgs {
 /// `brski masa serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// MASA state directory.
+    /// MASA state directory (holding masa.toml).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    state: Option<PathBuf>,
+    /// The MASA's masa.toml (its directory is the state directory).
     #[arg(long)]
-    state: PathBuf,
+    config: Option<PathBuf>,
     /// Address to listen on (overrides config key `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -122,7 +129,12 @@ pub fn run(cmd: MasaCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn init(a: InitArgs) -> anyhow::Result<()> {
-    let opts = InitOptions { url: a.url, listen: a.listen, manufacturer: a.manufacturer };
+    let opts = InitOptions {
+        url: a.url,
+        listen: a.listen,
+        manufacturer: a.manufacturer,
+        voucher_signer_key: a.voucher_signer_key.clone(),
+    };
     let m = Masa::init(&a.state, &opts).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "initialised MASA state in {}", a.state.display())?;
@@ -137,6 +149,9 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         (STORE_FILE, "store: devices, owners, vouchers, audit log"),
     ];
     for (name, what) in files {
+        if name == SIGNER_KEY_FILE && a.voucher_signer_key.is_some() {
+            continue;
+        }
         writeln!(out, "  {}  {what}", a.state.join(name).display())?;
     }
     writeln!(
@@ -210,8 +225,25 @@ async fn claim(a: ClaimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The state directory named by `--state`, or by `--config DIR/masa.toml`.
+fn state_dir(a: &ServeArgs) -> anyhow::Result<PathBuf> {
+    match (&a.state, &a.config) {
+        (Some(s), _) => Ok(s.clone()),
+        (None, Some(c)) if c.file_name().is_some_and(|n| n == masa::state::CONFIG_FILE) => {
+            Ok(c.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")))
+        }
+        (None, Some(c)) => anyhow::bail!(
+            "{}: the MASA reads its configuration as {} in its state directory",
+            c.display(),
+            masa::state::CONFIG_FILE
+        ),
+        (None, None) => anyhow::bail!("give --state DIR or --config DIR/{}", masa::state::CONFIG_FILE),
+    }
+}
+
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let mut m = Masa::load(&a.state).await?;
+    let dir = state_dir(&a)?;
+    let mut m = Masa::load(&dir).await?;
     let cfg = m.config_mut();
     if let Some(listen) = a.listen {
         cfg.listen = listen;
@@ -229,7 +261,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "  allow_any_owner = {}, nonceless = {}, anchor {}",
         c.allow_any_owner,
         c.nonceless,
-        a.state.join(CA_CERT_FILE).display()
+        dir.join(CA_CERT_FILE).display()
     );
     let _ = out.flush();
     drop(out);

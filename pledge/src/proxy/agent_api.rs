@@ -108,9 +108,9 @@ impl IntoResponse for ApiError {
 }
 
 /// The Agent API router. Each request must carry a [`Peer`] extension (the connection
-/// handlers add it).
+/// handlers add it). `/metrics`, `/healthz` and `/readyz` need no Agent API header.
 pub fn router(proxy: Arc<Proxy>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/nonce", get(nonce))
         .route("/v1/credentials", post(credentials))
         .route("/v1/credentials/{id}", get(poll))
@@ -122,7 +122,22 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed here")
         })
         .layer(middleware::from_fn(require_api_header))
-        .with_state(proxy)
+        .with_state(proxy.clone());
+    est::server::observed(api, proxy.metrics().clone(), ready_check(proxy))
+}
+
+/// Ready while the LDevID is valid (the server would refuse the proxy otherwise).
+fn ready_check(proxy: Arc<Proxy>) -> est::server::ReadyCheck {
+    Arc::new(move || {
+        let proxy = proxy.clone();
+        Box::pin(async move {
+            let (_, not_after) = proxy.identity().validity();
+            if not_after <= unix_now() {
+                return Err("the LDevID has expired; the proxy is bootstrapping again".into());
+            }
+            Ok(())
+        })
+    })
 }
 
 /// 400 unless the request carries `Agent-Identity-Api: true`.

@@ -200,6 +200,7 @@ pub struct Proxy {
     bundle: tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>,
     pending: Mutex<HashMap<String, PendingRequest>>,
     exe: peer::ExeCache,
+    metrics: Arc<shared::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -246,6 +247,7 @@ impl Proxy {
             bundle: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             exe: peer::ExeCache::default(),
+            metrics: Arc::new(shared::metrics::Metrics::new("proxy")),
         }))
     }
 
@@ -279,6 +281,11 @@ impl Proxy {
     /// The state directory.
     pub fn state_dir(&self) -> &Path {
         &self.state
+    }
+
+    /// The proxy's Prometheus metrics (also served at `GET /metrics` on the Agent API).
+    pub fn metrics(&self) -> &Arc<shared::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The upstream client.

@@ -46,6 +46,11 @@ pub struct MasaConfig {
     /// Longest time one request may take (body included), in seconds.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// The voucher-signing key as a key URI (`file:<path>`, relative to the state directory,
+    /// or `pkcs11:...` with the `pkcs11` feature); default: `file:voucher-signer.key`.
+    /// `voucher-signer.pem` must certify it.
+    #[serde(default)]
+    pub voucher_signer_key: Option<String>,
 }
 
 fn default_nonceless_minutes() -> u64 {
@@ -72,6 +77,7 @@ impl MasaConfig {
             nonceless_lifetime_minutes: DEFAULT_NONCELESS_MINUTES,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            voucher_signer_key: None,
         }
     }
 
@@ -148,7 +154,11 @@ impl MasaConfig {
              body_limit = {}\n\
              \n\
              # Longest time one request may take, body included, in seconds.\n\
-             request_timeout_secs = {}\n",
+             request_timeout_secs = {}\n\
+             \n\
+             # The voucher-signing key as a key URI: file:<path> (relative to this directory) or an\n\
+             # RFC 7512 pkcs11: URI (an HSM key; voucher-signer.pem must certify it).\n\
+             {}\n",
             s(&self.listen.to_string()),
             s(&self.url),
             s(&self.manufacturer),
@@ -157,6 +167,10 @@ impl MasaConfig {
             self.nonceless_lifetime_minutes,
             self.body_limit,
             self.request_timeout_secs,
+            match &self.voucher_signer_key {
+                Some(k) => format!("voucher_signer_key = {}", s(k)),
+                None => "# voucher_signer_key = \"file:voucher-signer.key\"".to_string(),
+            },
         )
     }
 }
@@ -202,6 +216,15 @@ mod tests {
         let mut c =
             MasaConfig::new("masa.example:9443", "127.0.0.1:9443".parse().unwrap(), "Acme \"Widgets\"");
         c.nonceless = true;
+        let parsed: MasaConfig = toml::from_str(&c.to_commented_toml()).unwrap();
+        assert_eq!(parsed, c);
+    }
+
+    #[test]
+    fn voucher_signer_key_round_trips() {
+        let mut c = MasaConfig::new("m:1", "127.0.0.1:1".parse().unwrap(), "A");
+        c.voucher_signer_key =
+            Some("pkcs11:token=MASA;object=vs;type=private?pin-source=file:/run/pin".into());
         let parsed: MasaConfig = toml::from_str(&c.to_commented_toml()).unwrap();
         assert_eq!(parsed, c);
     }

@@ -16,7 +16,7 @@
 use crate::config::{url_host, MasaConfig};
 use crate::error::{io_error, MasaError};
 use der::Decode;
-use shared::keys::{load_key_file, write_key_file, Algorithm, Signer, SoftwareKey};
+use shared::keys::{load_key_file, load_signer, write_key_file, Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, create_ca, CertificateAuthority, Profile, San};
 use shared::store::{SqliteStore, Store};
 use spki::SubjectPublicKeyInfoOwned;
@@ -59,6 +59,9 @@ pub struct InitOptions {
     pub listen: SocketAddr,
     /// Manufacturer name (`O=` of the CA and the IDevIDs).
     pub manufacturer: String,
+    /// The voucher-signing key as a key URI (e.g. `pkcs11:...`), certified by `init` and
+    /// written to `masa.toml`; default: a new `voucher-signer.key` file.
+    pub voucher_signer_key: Option<String>,
 }
 
 impl InitOptions {
@@ -69,6 +72,7 @@ impl InitOptions {
             url: url.to_string(),
             listen: SocketAddr::from(([0, 0, 0, 0], 9443)),
             manufacturer: "brski reference manufacturer".to_string(),
+            voucher_signer_key: None,
         }
     }
 }
@@ -78,7 +82,7 @@ pub struct Masa {
     dir: PathBuf,
     config: MasaConfig,
     manufacturer: CertificateAuthority,
-    signer: SoftwareKey,
+    signer: Box<dyn Signer>,
     signer_chain: Vec<Certificate>,
     tls_chain: Vec<Certificate>,
     tls_key: SoftwareKey,
@@ -100,7 +104,8 @@ impl Masa {
     /// Creates the state directory `dir`: manufacturer CA, voucher-signing and TLS keys and
     /// certificates, `masa.toml` and `masa.db`. Refuses if any of these files exists.
     pub async fn init(dir: &Path, opts: &InitOptions) -> Result<Masa, MasaError> {
-        let config = MasaConfig::new(&opts.url, opts.listen, &opts.manufacturer);
+        let mut config = MasaConfig::new(&opts.url, opts.listen, &opts.manufacturer);
+        config.voucher_signer_key = opts.voucher_signer_key.clone();
         config.check().map_err(MasaError::Invalid)?;
         refuse_existing(dir)?;
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
@@ -111,7 +116,10 @@ impl Masa {
             create_ca(&format!("CN={name} Manufacturer CA,O={name}"), &ca_key, CA_VALIDITY, Some(0))?;
         write_file(&dir.join(CA_CERT_FILE), pki::cert_to_pem(&ca_cert)?.as_bytes())?;
         let ca = CertificateAuthority::new(ca_cert, Box::new(ca_key))?;
-        let signer = new_key(&dir.join(SIGNER_KEY_FILE))?;
+        let signer: Box<dyn Signer> = match &config.voucher_signer_key {
+            Some(uri) => load_signer(&resolve_key(dir, uri))?,
+            None => Box::new(new_key(&dir.join(SIGNER_KEY_FILE))?),
+        };
         let signer_cert =
             issue(&ca, &signer, &format!("CN={name} MASA voucher signer,O={name}"), &signer_profile(), &[])?;
         write_file(&dir.join(SIGNER_CERT_FILE), pki::cert_to_pem(&signer_cert)?.as_bytes())?;
@@ -134,9 +142,12 @@ impl Masa {
         let ca_cert = read_cert(&dir.join(CA_CERT_FILE))?;
         let manufacturer =
             CertificateAuthority::new(ca_cert.clone(), Box::new(load_key_file(&dir.join(CA_KEY_FILE))?))?;
-        let signer = load_key_file(&dir.join(SIGNER_KEY_FILE))?;
+        let signer: Box<dyn Signer> = match &config.voucher_signer_key {
+            Some(uri) => load_signer(&resolve_key(dir, uri))?,
+            None => Box::new(load_key_file(&dir.join(SIGNER_KEY_FILE))?),
+        };
         let signer_cert = read_cert(&dir.join(SIGNER_CERT_FILE))?;
-        check_pair(&signer_cert, &signer, SIGNER_CERT_FILE)?;
+        check_pair(&signer_cert, signer.as_ref(), SIGNER_CERT_FILE)?;
         let tls_key = load_key_file(&dir.join(TLS_KEY_FILE))?;
         let tls_cert = read_cert(&dir.join(TLS_CERT_FILE))?;
         check_pair(&tls_cert, &tls_key, TLS_CERT_FILE)?;
@@ -180,7 +191,7 @@ impl Masa {
 
     /// The voucher-signing key.
     pub(crate) fn voucher_signer(&self) -> &dyn Signer {
-        &self.signer
+        self.signer.as_ref()
     }
 
     /// The voucher-signing certificate, then the manufacturer CA (carried in every voucher).
@@ -219,6 +230,14 @@ fn refuse_existing(dir: &Path) -> Result<(), MasaError> {
     match files.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
         Some(p) => Err(MasaError::AlreadyInitialised(p.display().to_string())),
         None => Ok(()),
+    }
+}
+
+/// A `file:` key URI with a relative path is relative to the state directory `dir`.
+fn resolve_key(dir: &Path, uri: &str) -> String {
+    match uri.strip_prefix("file:") {
+        Some(p) if !p.starts_with('/') => format!("file:{}", dir.join(p).display()),
+        _ => uri.to_string(),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct InitOptions {
     pub manufacturers: Vec<(String, PathBuf)>,
     /// The agent trust domain: with it, agent issuance is enabled (`agent-policy.toml`).
     pub trust_domain: Option<String>,
+    /// The domain CA key as a key URI (e.g. `pkcs11:...`, an HSM key), written to the config as
+    /// `domain_ca_key`; default: a new `domain-ca.key` file.
+    pub domain_ca_key: Option<String>,
 }
 
 /// Creates the state directory; refuses to overwrite an existing configuration.
@@ -49,13 +52,21 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
         return Err(InitError(format!("{} exists; refusing to overwrite a registrar", config.display())));
     }
     std::fs::create_dir_all(&o.dir).map_err(|x| InitError(format!("{}: {x}", o.dir.display())))?;
-    let ca_key = generate_key_file(&o.dir.join("domain-ca.key"), Algorithm::Es256)
-        .map_err(|x| e("domain-ca.key")(x.to_string()))?;
+    let (ca_key, ca_key_uri): (Box<dyn Signer>, String) = match &o.domain_ca_key {
+        Some(uri) => {
+            let resolved = RegistrarFile::resolve_key(&config, uri);
+            (load_signer(&resolved).map_err(|x| e("domain_ca_key")(x.to_string()))?, uri.clone())
+        }
+        None => {
+            let key = generate_key_file(&o.dir.join("domain-ca.key"), Algorithm::Es256)
+                .map_err(|x| e("domain-ca.key")(x.to_string()))?;
+            (Box::new(key), "file:domain-ca.key".to_string())
+        }
+    };
     let ca_cert = pki::create_ca(&o.domain_subject, &ca_key, 3650 * DAY, Some(0))
         .map_err(|x| e("domain CA")(x.to_string()))?;
     write_pem(&o.dir.join("domain-ca.pem"), std::slice::from_ref(&ca_cert))?;
-    let ca =
-        CertificateAuthority::new(ca_cert, Box::new(ca_key)).map_err(|x| e("domain CA")(x.to_string()))?;
+    let ca = CertificateAuthority::new(ca_cert, ca_key).map_err(|x| e("domain CA")(x.to_string()))?;
     let key = generate_key_file(&o.dir.join("registrar.key"), Algorithm::Es256)
         .map_err(|x| e("registrar.key")(x.to_string()))?;
     let cert = issue_registrar_cert(&ca, &key, &o.names)?;
@@ -76,7 +87,7 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          # Address the registrar (BRSKI and EST on one TLS port) listens on.\n\
          listen = \"{}\"\n\n\
          # Domain CA that issues LDevIDs, and the registrar's own TLS certificate (cmcRA).\n\
-         domain_ca_cert = \"domain-ca.pem\"\ndomain_ca_key = \"file:domain-ca.key\"\n\
+         domain_ca_cert = \"domain-ca.pem\"\ndomain_ca_key = {}\n\
          registrar_cert = \"registrar.pem\"\nregistrar_key = \"file:registrar.key\"\n\n\
          # Store (default: the SQLite file registrar.db in the state directory). Registrars that share\n\
          # one PostgreSQL database share pledges, certificates and the audit log.\n\
@@ -96,7 +107,8 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          # mdns_instance = \"brski-registrar-campus\"   # instance name (default: brski-registrar-<hostname>)\n\
          # mdns_hostname = \"registrar1.local.\"        # address-record host (default: <hostname>-brski.local.)\n\
          {manufacturers}",
-        o.listen
+        o.listen,
+        toml_string(&ca_key_uri),
     );
     let text = format!("{}{text}", agent_policy_line(o)?);
     std::fs::write(&config, text).map_err(|x| InitError(format!("{}: {x}", config.display())))?;
@@ -167,6 +179,11 @@ pub fn issue_registrar_cert(
     let der = pki::build_csr(&subject, &[], key).map_err(|x| e("registrar CSR")(x.to_string()))?;
     let csr = pki::Csr::verify_der(&der).map_err(|x| e("registrar CSR")(x.to_string()))?;
     ca.issue(&csr, &profile).map_err(|x| e("registrar certificate")(x.to_string()))
+}
+
+/// A TOML basic string: quoted, backslashes and quotes escaped.
+fn toml_string(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 fn write_pem(path: &Path, certs: &[Certificate]) -> Result<(), InitError> {

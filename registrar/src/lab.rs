@@ -32,6 +32,10 @@ pub struct LabOptions {
     pub agent_policy: Option<String>,
     /// The registrar's `store` (e.g. a `postgres://` URL); default: its SQLite file.
     pub store_url: Option<String>,
+    /// The domain CA key URI for a new lab (e.g. `pkcs11:...`); default: a key file.
+    pub domain_ca_key: Option<String>,
+    /// The MASA voucher-signing key URI for a new lab (e.g. `pkcs11:...`); default: a key file.
+    pub voucher_signer_key: Option<String>,
 }
 
 impl Default for LabOptions {
@@ -43,6 +47,8 @@ impl Default for LabOptions {
             retry_after_secs: 1,
             agent_policy: None,
             store_url: None,
+            domain_ca_key: None,
+            voucher_signer_key: None,
         }
     }
 }
@@ -99,6 +105,7 @@ impl Lab {
                 listen: reg_addr,
                 manufacturers: vec![("lab".into(), masa_dir.join(masa::state::CA_CERT_FILE))],
                 trust_domain: None,
+                domain_ca_key: options.domain_ca_key.clone(),
             })
             .map_err(s)?;
         }
@@ -170,6 +177,7 @@ async fn open_masa(masa_dir: &Path, addr: SocketAddr, options: &LabOptions) -> R
     if !path.exists() {
         let mut opts = masa::state::InitOptions::new(&addr.to_string());
         opts.listen = addr;
+        opts.voucher_signer_key = options.voucher_signer_key.clone();
         drop(Masa::init(masa_dir, &opts).await.map_err(s)?);
     }
     let text = std::fs::read_to_string(&path).map_err(s)?;

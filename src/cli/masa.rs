@@ -45,6 +45,10 @@ pub struct InitArgs {
     /// Manufacturer name: O= of the manufacturer CA and the IDevIDs.
     #[arg(long, default_value = "brski reference manufacturer")]
     manufacturer: String,
+    /// Sign vouchers with this key URI (e.g. an RFC 7512 `pkcs11:` URI) instead of a new
+    /// voucher-signer.key; written to masa.toml as `voucher_signer_key`.
+    #[arg(long, value_name = "URI")]
+    voucher_signer_key: Option<String>,
 }
 
 /// `brski masa idevid`.
@@ -125,7 +129,12 @@ pub fn run(cmd: MasaCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn init(a: InitArgs) -> anyhow::Result<()> {
-    let opts = InitOptions { url: a.url, listen: a.listen, manufacturer: a.manufacturer };
+    let opts = InitOptions {
+        url: a.url,
+        listen: a.listen,
+        manufacturer: a.manufacturer,
+        voucher_signer_key: a.voucher_signer_key.clone(),
+    };
     let m = Masa::init(&a.state, &opts).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "initialised MASA state in {}", a.state.display())?;
@@ -140,6 +149,9 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         (STORE_FILE, "store: devices, owners, vouchers, audit log"),
     ];
     for (name, what) in files {
+        if name == SIGNER_KEY_FILE && a.voucher_signer_key.is_some() {
+            continue;
+        }
         writeln!(out, "  {}  {what}", a.state.join(name).display())?;
     }
     writeln!(

@@ -48,6 +48,10 @@ pub struct InitArgs {
     /// Enable agent issuance for this trust domain (writes agent-policy.toml).
     #[arg(long)]
     trust_domain: Option<String>,
+    /// Make the domain CA with this key URI (e.g. an RFC 7512 `pkcs11:` URI) instead of a new
+    /// domain-ca.key; written to registrar.toml as `domain_ca_key`.
+    #[arg(long, value_name = "URI")]
+    domain_ca_key: Option<String>,
 }
 
 fn parse_manufacturer(s: &str) -> Result<(String, PathBuf), String> {
@@ -121,10 +125,14 @@ fn run_init(a: InitArgs) -> anyhow::Result<ExitCode> {
         listen: a.listen,
         manufacturers: a.manufacturers,
         trust_domain: a.trust_domain.clone(),
+        domain_ca_key: a.domain_ca_key.clone(),
     };
     let config = init(&o)?;
     println!("registrar created in {}", a.state.display());
     for f in ["domain-ca.pem", "domain-ca.key", "registrar.pem", "registrar.key"] {
+        if f == "domain-ca.key" && a.domain_ca_key.is_some() {
+            continue;
+        }
         println!("  {}", a.state.join(f).display());
     }
     if a.trust_domain.is_some() {

@@ -1,17 +1,22 @@
 //! Private keys behind one seam: the [`Signer`] trait.
 //!
 //! Every private key in brski (a MASA voucher key, a CA key, a pledge IDevID key) is reached
-//! through [`Signer`], addressed by a key URI (`file:` today; `tpm:` and `pkcs11:` plug in
-//! behind the same trait). Signatures come back in the fixed-size "raw" form used by JOSE and
-//! COSE (ECDSA `r || s`, Ed25519 64 bytes); [`crate::crypto::raw_to_der`] converts for X.509/CMS.
+//! through [`Signer`], addressed by a key URI: `file:` always, `pkcs11:` (RFC 7512) with the
+//! `pkcs11` feature (`Pkcs11Signer`); `tpm:` plugs in behind the same trait. Signatures come
+//! back in the fixed-size "raw" form used by JOSE and COSE (ECDSA `r || s`, Ed25519 64 bytes);
+//! [`crate::crypto::raw_to_der`] converts for X.509/CMS.
 
 mod file;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod software;
 mod uri;
 
 pub use file::{generate_key_file, load_key_file, write_key_file};
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::Pkcs11Signer;
 pub use software::SoftwareKey;
-pub use uri::{load_signer, KeyUri};
+pub use uri::{load_signer, redact_pin, KeyUri, PinSource, Pkcs11Uri, DEFAULT_PKCS11_MODULE};
 
 use const_oid::ObjectIdentifier;
 
@@ -104,7 +109,7 @@ impl std::fmt::Display for Algorithm {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key URI scheme is not one brski knows.
-    #[error("unsupported key URI '{0}': use file:<path> (tpm: and pkcs11: need their features)")]
+    #[error("unsupported key URI '{0}': use file:<path> or pkcs11:<RFC 7512 URI>")]
     UnsupportedUri(String),
     /// A private key file may be read by other users.
     #[error("private key {path} is accessible by group or others (mode {mode:o}); run: chmod 600 {path}")]
@@ -131,6 +136,14 @@ pub enum KeyError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// A PKCS#11 key could not be opened or used (`uri` never shows the PIN).
+    #[error("PKCS#11 key {uri}: {detail}")]
+    Pkcs11 {
+        /// The key URI, PIN redacted.
+        uri: String,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 /// A private key that can sign: the one seam for file, TPM and PKCS#11 keys.

@@ -1,13 +1,228 @@
-//! Key URIs: how configuration names a private key (`file:/path/key.pem`).
+//! Key URIs: how configuration names a private key (`file:/path/key.pem`,
+//! `pkcs11:token=CA;object=ca-key;type=private?pin-source=file:/etc/brski/pin`).
 
 use super::{load_key_file, KeyError, Signer};
 use std::path::PathBuf;
+
+/// The PKCS#11 module used when a `pkcs11:` URI names none (SoftHSM v2 on Debian/Ubuntu).
+pub const DEFAULT_PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// A parsed key URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyUri {
     /// `file:<path>` or `file://<absolute path>`: a PKCS#8 or SEC1 PEM file.
     File(PathBuf),
+    /// `pkcs11:...` (RFC 7512): a private key object in a PKCS#11 token.
+    Pkcs11(Pkcs11Uri),
+}
+
+/// Where the user PIN of a PKCS#11 token comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// `pin-value=...` in the URI itself.
+    Value(String),
+    /// `pin-source=file:<path>`: the first line of a file.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never print the PIN itself.
+            PinSource::Value(_) => f.write_str("Value(***)"),
+            PinSource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+impl PinSource {
+    /// Reads the PIN (from the file for [`PinSource::File`], trailing newline removed).
+    pub fn read(&self) -> Result<String, KeyError> {
+        match self {
+            PinSource::Value(v) => Ok(v.clone()),
+            PinSource::File(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| KeyError::Io { path: p.display().to_string(), source })?;
+                Ok(text.lines().next().unwrap_or("").to_string())
+            }
+        }
+    }
+}
+
+/// A `pkcs11:` URI (RFC 7512), with the attributes brski uses.
+///
+/// Path attributes: `token` (label), `serial`, `slot-id`, `object` (label), `id` (CKA_ID,
+/// percent-encoded bytes), `type` (only `private`). Query attributes: `module-path` (default
+/// [`DEFAULT_PKCS11_MODULE`]), `pin-value`, `pin-source` (`file:<path>`). `Display` and
+/// `Debug` never show the PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Uri {
+    /// `token=`: the token label.
+    pub token: Option<String>,
+    /// `serial=`: the token serial number.
+    pub serial: Option<String>,
+    /// `slot-id=`: the slot number.
+    pub slot_id: Option<u64>,
+    /// `object=`: the key's CKA_LABEL.
+    pub object: Option<String>,
+    /// `id=`: the key's CKA_ID.
+    pub id: Option<Vec<u8>>,
+    /// `module-path=`: the PKCS#11 module to load.
+    pub module_path: PathBuf,
+    /// `pin-value=` or `pin-source=`.
+    pub pin: Option<PinSource>,
+}
+
+impl Pkcs11Uri {
+    fn parse(s: &str) -> Result<Self, KeyError> {
+        let bad = |why: String| KeyError::UnsupportedUri(format!("{} ({why})", redact_pin(s)));
+        let rest = s.strip_prefix("pkcs11:").ok_or_else(|| bad("not a pkcs11: URI".into()))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut uri = Pkcs11Uri {
+            token: None,
+            serial: None,
+            slot_id: None,
+            object: None,
+            id: None,
+            module_path: PathBuf::from(DEFAULT_PKCS11_MODULE),
+            pin: None,
+        };
+        let mut module_path = None;
+        for attr in path.split(';').filter(|a| !a.is_empty()) {
+            let (name, value) = attr.split_once('=').ok_or_else(|| bad(format!("'{attr}' has no '='")))?;
+            let bytes = pct_decode(value).ok_or_else(|| bad(format!("bad percent-encoding in {name}")))?;
+            let text = || String::from_utf8(bytes.clone()).map_err(|_| bad(format!("{name} is not UTF-8")));
+            match name {
+                "token" => uri.token = Some(text()?),
+                "serial" => uri.serial = Some(text()?),
+                "slot-id" => {
+                    uri.slot_id = Some(text()?.parse().map_err(|_| bad("slot-id is not a number".into()))?)
+                }
+                "object" => uri.object = Some(text()?),
+                "id" => uri.id = Some(bytes),
+                "type" if text()? == "private" => {}
+                "type" => return Err(bad("only type=private names a signing key".into())),
+                // Informational attributes that do not change which key is meant.
+                "manufacturer"
+                | "model"
+                | "library-manufacturer"
+                | "library-description"
+                | "library-version"
+                | "slot-description"
+                | "slot-manufacturer" => {}
+                _ => return Err(bad(format!("unknown path attribute '{name}'"))),
+            }
+        }
+        for attr in query.split('&').filter(|a| !a.is_empty()) {
+            let (name, value) = attr.split_once('=').ok_or_else(|| {
+                bad(format!("'{name}' has no '='", name = attr.split('=').next().unwrap_or("")))
+            })?;
+            let bytes = pct_decode(value).ok_or_else(|| bad(format!("bad percent-encoding in {name}")))?;
+            let text = String::from_utf8(bytes).map_err(|_| bad(format!("{name} is not UTF-8")))?;
+            match name {
+                "module-path" => module_path = Some(PathBuf::from(text)),
+                "pin-value" => uri.pin = Some(PinSource::Value(text)),
+                "pin-source" => {
+                    let path = text.strip_prefix("file://").or_else(|| text.strip_prefix("file:"));
+                    let path = match path {
+                        Some(p) => p,
+                        None if text.starts_with('/') => text.as_str(),
+                        None => return Err(bad("pin-source must be file:<path>".into())),
+                    };
+                    uri.pin = Some(PinSource::File(PathBuf::from(path)));
+                }
+                _ => return Err(bad(format!("unsupported query attribute '{name}'"))),
+            }
+        }
+        if uri.object.is_none() && uri.id.is_none() {
+            return Err(bad("name the key with object= or id=".into()));
+        }
+        if let Some(p) = module_path {
+            uri.module_path = p;
+        }
+        Ok(uri)
+    }
+}
+
+impl std::fmt::Display for Pkcs11Uri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut path = Vec::new();
+        if let Some(t) = &self.token {
+            path.push(format!("token={}", pct_encode(t.as_bytes())));
+        }
+        if let Some(s) = &self.serial {
+            path.push(format!("serial={}", pct_encode(s.as_bytes())));
+        }
+        if let Some(s) = self.slot_id {
+            path.push(format!("slot-id={s}"));
+        }
+        if let Some(o) = &self.object {
+            path.push(format!("object={}", pct_encode(o.as_bytes())));
+        }
+        if let Some(id) = &self.id {
+            path.push(format!("id={}", id.iter().map(|b| format!("%{b:02x}")).collect::<String>()));
+        }
+        path.push("type=private".to_string());
+        write!(f, "pkcs11:{}", path.join(";"))?;
+        let mut query = Vec::new();
+        if self.module_path.as_os_str() != DEFAULT_PKCS11_MODULE {
+            query.push(format!("module-path={}", pct_encode(self.module_path.to_string_lossy().as_bytes())));
+        }
+        match &self.pin {
+            Some(PinSource::Value(_)) => query.push("pin-value=***".to_string()),
+            Some(PinSource::File(p)) => {
+                query.push(format!("pin-source=file:{}", pct_encode(p.to_string_lossy().as_bytes())))
+            }
+            None => {}
+        }
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Replaces the value of any `pin-value=` in a URI string with `***`.
+pub fn redact_pin(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(i) = rest.find("pin-value=") {
+        let start = i + "pin-value=".len();
+        out.push_str(&rest[..start]);
+        out.push_str("***");
+        rest = &rest[start..];
+        rest = rest.find('&').map(|j| &rest[j..]).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+fn pct_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn pct_encode(b: &[u8]) -> String {
+    b.iter()
+        .map(|&c| match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => {
+                (c as char).to_string()
+            }
+            _ => format!("%{c:02X}"),
+        })
+        .collect()
 }
 
 impl std::str::FromStr for KeyUri {
@@ -19,7 +234,8 @@ impl std::str::FromStr for KeyUri {
                 let path = rest.strip_prefix("//").unwrap_or(rest);
                 Ok(KeyUri::File(PathBuf::from(path)))
             }
-            _ => Err(KeyError::UnsupportedUri(s.to_string())),
+            Some(("pkcs11", _)) => Ok(KeyUri::Pkcs11(Pkcs11Uri::parse(s)?)),
+            _ => Err(KeyError::UnsupportedUri(redact_pin(s))),
         }
     }
 }
@@ -28,6 +244,7 @@ impl std::fmt::Display for KeyUri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             KeyUri::File(p) => write!(f, "file:{}", p.display()),
+            KeyUri::Pkcs11(u) => u.fmt(f),
         }
     }
 }
@@ -36,5 +253,67 @@ impl std::fmt::Display for KeyUri {
 pub fn load_signer(uri: &str) -> Result<Box<dyn Signer>, KeyError> {
     match uri.parse::<KeyUri>()? {
         KeyUri::File(path) => Ok(Box::new(load_key_file(&path)?)),
+        #[cfg(feature = "pkcs11")]
+        KeyUri::Pkcs11(u) => Ok(Box::new(super::pkcs11::Pkcs11Signer::open(&u)?)),
+        #[cfg(not(feature = "pkcs11"))]
+        KeyUri::Pkcs11(u) => Err(KeyError::Pkcs11 {
+            uri: u.to_string(),
+            detail: "this build has no PKCS#11 support (build with the 'pkcs11' feature)".to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc7512_uri() {
+        let u: KeyUri = "pkcs11:token=My%20CA;object=ca-key;id=%01%02;type=private\
+                         ?module-path=/opt/lib/p11.so&pin-value=1234"
+            .parse()
+            .unwrap();
+        let KeyUri::Pkcs11(u) = u else { panic!("not pkcs11") };
+        assert_eq!(u.token.as_deref(), Some("My CA"));
+        assert_eq!(u.object.as_deref(), Some("ca-key"));
+        assert_eq!(u.id.as_deref(), Some(&[1u8, 2][..]));
+        assert_eq!(u.module_path, PathBuf::from("/opt/lib/p11.so"));
+        assert_eq!(u.pin, Some(PinSource::Value("1234".into())));
+        let shown = u.to_string();
+        assert!(!shown.contains("1234"), "{shown}");
+        assert!(!format!("{u:?}").contains("1234"));
+        assert!(shown.contains("pin-value=***"));
+    }
+
+    #[test]
+    fn pkcs11_defaults_and_pin_source() {
+        let KeyUri::Pkcs11(u) = "pkcs11:object=k?pin-source=file:/run/pin".parse().unwrap() else {
+            panic!("not pkcs11")
+        };
+        assert_eq!(u.module_path, PathBuf::from(DEFAULT_PKCS11_MODULE));
+        assert_eq!(u.pin, Some(PinSource::File("/run/pin".into())));
+        assert_eq!(u.to_string(), "pkcs11:object=k;type=private?pin-source=file:/run/pin");
+    }
+
+    #[test]
+    fn pkcs11_errors_hide_the_pin() {
+        for bad in [
+            "pkcs11:token=T?pin-value=s3cret",
+            "pkcs11:object=k;type=cert?pin-value=s3cret",
+            "pkcs11:object=k;bogus=1?pin-value=s3cret&x=1",
+            "pkcs11:object=%zz?pin-value=s3cret",
+        ] {
+            let e = bad.parse::<KeyUri>().unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("pin-value=***"), "{e}");
+        }
+    }
+
+    #[test]
+    fn redacts_every_pin_value() {
+        assert_eq!(
+            redact_pin("pkcs11:a?pin-value=1&b=2&pin-value=3"),
+            "pkcs11:a?pin-value=***&b=2&pin-value=***"
+        );
     }
 }

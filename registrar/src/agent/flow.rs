@@ -328,12 +328,7 @@ async fn renewal_grant(
         chal_hash: g.chal_hash.clone(),
         organization: rule.and_then(|r| r.organization.clone()),
         unit: rule.and_then(|r| r.unit.clone()),
-        constraints: shared::agent::oa::verify_oa_signature(
-            &g.oa,
-            &b64::decode_url(&g.owner_spki).unwrap_or_default(),
-        )
-        .ok()
-        .and_then(|c| c.constraints),
+        constraints: g.constraints.clone(),
         new_grant: false,
         oa_jti: None,
     }))

@@ -38,6 +38,9 @@ pub struct Grant {
     /// Model 3: the challenge hash.
     #[serde(default)]
     pub chal_hash: Option<String>,
+    /// The owner's constraints from the approval (they bind renewals too).
+    #[serde(default)]
+    pub constraints: Option<shared::agent::oa::Constraints>,
     /// Revoked by an operator.
     #[serde(default)]
     pub revoked: bool,

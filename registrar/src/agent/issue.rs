@@ -256,6 +256,7 @@ fn grant_of(ap: &Approved, o: &OwnerBound) -> Grant {
         grant_exp: o.grant_exp,
         org_hash: o.org_hash.clone(),
         chal_hash: o.chal_hash.clone(),
+        constraints: o.constraints.clone(),
         revoked: false,
     }
 }

@@ -910,33 +910,8 @@ fn voucher_from_row(row: &SqliteRow) -> Result<VoucherRecord, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use time::macros::datetime;
-
     use super::*;
-
-    fn cert(serial: &str, subject: &str) -> IssuedCertificate {
-        IssuedCertificate {
-            serial_hex: serial.to_owned(),
-            issuer: "CN=brski test CA".to_owned(),
-            subject: subject.to_owned(),
-            not_before: datetime!(2025-01-01 00:00:00 UTC),
-            not_after: datetime!(2026-01-01 00:00:00 UTC),
-            profile: "ldevid".to_owned(),
-            der: vec![0x30, 0x82, 0x01, 0x02, 0xaa],
-            issued_at: datetime!(2025-01-01 00:00:01.25 UTC),
-        }
-    }
-
-    fn event(subject: &str, n: u64) -> AuditEvent {
-        AuditEvent {
-            actor: "registrar".to_owned(),
-            action: "voucher.requested".to_owned(),
-            subject: subject.to_owned(),
-            detail: json!({"n": n, "b": [1, 2], "a": {"y": true, "x": null}}),
-            at: datetime!(2025-02-03 04:05:06 UTC) + time::Duration::seconds(n as i64),
-        }
-    }
+    use crate::store::suite::{cert, event};
 
     async fn open_temp() -> (tempfile::TempDir, PathBuf, SqliteStore) {
         let dir = tempfile::tempdir().expect("tempdir");

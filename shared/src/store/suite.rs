@@ -19,7 +19,8 @@ use super::{
     VoucherRecord, WriteBatch,
 };
 
-fn cert(serial: &str, subject: &str) -> IssuedCertificate {
+/// A test certificate record (shared by the backend-specific tests).
+pub(super) fn cert(serial: &str, subject: &str) -> IssuedCertificate {
     IssuedCertificate {
         serial_hex: serial.to_owned(),
         issuer: "CN=brski test CA".to_owned(),
@@ -32,7 +33,8 @@ fn cert(serial: &str, subject: &str) -> IssuedCertificate {
     }
 }
 
-fn event(subject: &str, n: u64) -> AuditEvent {
+/// A test audit event (shared by the backend-specific tests).
+pub(super) fn event(subject: &str, n: u64) -> AuditEvent {
     AuditEvent {
         actor: "registrar".to_owned(),
         action: "voucher.requested".to_owned(),

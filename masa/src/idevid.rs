@@ -44,6 +44,15 @@ pub struct MintedDevice {
     pub manufacturer_ca: Certificate,
 }
 
+/// Which certificate of a device [`Masa::issue_device_cert`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceCert {
+    /// The IDevID (no key usage restrictions, id-pe-masa-url).
+    Idevid,
+    /// The TPM attestation key's (digitalSignature, EKU tcg-kp-AIKCertificate).
+    AttestationKey,
+}
+
 /// What the store keeps about a minted device (`masa.device.<serial>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -83,7 +92,7 @@ impl Masa {
             return Err(MasaError::AlreadyMinted(serial.to_string()));
         }
         let key = SoftwareKey::generate(Algorithm::Es256)?;
-        let idevid = self.issue_idevid(serial, &key)?;
+        let idevid = self.issue_device_cert(serial, &key.public_key_der(), DeviceCert::Idevid)?;
         self.record_device(serial, &idevid).await?;
         Ok(MintedDevice {
             serial: serial.to_string(),
@@ -131,19 +140,33 @@ impl Masa {
         Ok(self.store().get_setting_json(&format!("{DEVICE_PREFIX}{serial}")).await?)
     }
 
-    /// Issues the IDevID certificate for `key`. The builder takes a lifetime, not a notAfter,
-    /// and refuses a notAfter past the last whole second of 9999, so the certificate is built to
-    /// end one second early and then given its 99991231235959Z (see [`end_of_time`]).
-    fn issue_idevid(&self, serial: &str, key: &SoftwareKey) -> Result<Certificate, MasaError> {
+    /// Issues a device certificate for the public key `spki_der` (DER SubjectPublicKeyInfo):
+    /// the IDevID, or the attestation key's certificate. The builder takes a lifetime, not a
+    /// notAfter, and refuses a notAfter past the last whole second of 9999, so the certificate
+    /// is built to end one second early and then given its 99991231235959Z (see [`end_of_time`]).
+    pub(crate) fn issue_device_cert(
+        &self,
+        serial: &str,
+        spki_der: &[u8],
+        which: DeviceCert,
+    ) -> Result<Certificate, MasaError> {
         let name = rdn_value(&self.config().manufacturer);
         let subject = pki::name_with_serial(&format!("CN={name} device,O={name}"), serial)?;
-        let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_der())
-            .map_err(|e| MasaError::Internal(e.to_string()))?;
+        let spki =
+            SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(|e| MasaError::Internal(e.to_string()))?;
         for _ in 0..3 {
             let mut profile = Profile::end_entity(until_second_before_end()?);
-            profile.key_usage = Vec::new();
             profile.copy_csr_san = false;
-            profile.extra_extensions.push(pki::masa_url_extension(&self.config().url)?);
+            match which {
+                DeviceCert::Idevid => {
+                    profile.key_usage = Vec::new();
+                    profile.extra_extensions.push(pki::masa_url_extension(&self.config().url)?);
+                }
+                // TCG: an attestation key certificate says so with EKU tcg-kp-AIKCertificate.
+                DeviceCert::AttestationKey => {
+                    profile.extended_key_usage = vec![shared::agent::tpm_quote::TCG_KP_AIK_CERTIFICATE];
+                }
+            }
             let cert = self.manufacturer().issue_for_key(spki.clone(), subject.clone(), &[], &profile)?;
             let not_after = cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs();
             if not_after == IDEVID_NOT_AFTER_UNIX - 1 {
@@ -153,7 +176,7 @@ impl Masa {
         Err(MasaError::Internal("could not set the IDevID notAfter to 99991231235959Z".into()))
     }
 
-    async fn record_device(&self, serial: &str, idevid: &Certificate) -> Result<(), MasaError> {
+    pub(crate) async fn record_device(&self, serial: &str, idevid: &Certificate) -> Result<(), MasaError> {
         let issued = pki::issued_record(idevid, "idevid")?;
         let now = OffsetDateTime::now_utc();
         let record = DeviceRecord {

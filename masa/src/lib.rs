@@ -27,6 +27,7 @@ pub mod ownership;
 pub mod request;
 pub mod server;
 pub mod state;
+pub mod tpm_device;
 pub mod voucher;
 
 pub use client::{MasaClient, MasaClientError, MasaReply};

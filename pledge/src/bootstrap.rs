@@ -228,7 +228,7 @@ async fn brski(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome, Bo
     tracing::info!("voucher verified; the registrar's certificate chains to the pinned domain certificate");
     enroll::voucher_status(&mut conn, &StatusReport::success()).await;
     let subject = id.certificate().tbs_certificate().subject().clone();
-    let enrolled = match enroll::enroll(&mut conn, &subject, cfg.max_pending_wait).await {
+    let enrolled = match enroll::enroll(&mut conn, &subject, &cfg.ldevid_keys(), cfg.max_pending_wait).await {
         Ok(e) => e,
         Err(e) => {
             enroll::enroll_status(&mut conn, &StatusReport::failure(e.to_string())).await;
@@ -310,7 +310,7 @@ async fn reconnect(client: &EstClient, registrar: &Certificate) -> Result<EstCon
 /// RFC 8995 §5.9.4: on success, reconnect with the new LDevID (the registrar is now trusted
 /// through the domain CA) and report.
 async fn report_enrolled(cfg: &PledgeConfig, url: &str, enrolled: &Enrolled) {
-    let signer: Arc<dyn shared::keys::Signer> = enrolled.key.clone();
+    let signer: Arc<dyn shared::keys::Signer> = enrolled.key.signer.clone();
     let client = match est_client(
         url,
         &ServerTrust::Explicit(enrolled.ca_certs.clone()),
@@ -338,7 +338,7 @@ async fn est_only(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome,
         est_client(url, &ServerTrust::Explicit(anchors), (id.chain.clone(), id.signer.clone()), cfg.timeout)?;
     let mut conn = client.connect().await.map_err(BootstrapError::Connect)?;
     let subject = id.certificate().tbs_certificate().subject().clone();
-    let enrolled = enroll::enroll(&mut conn, &subject, cfg.max_pending_wait).await?;
+    let enrolled = enroll::enroll(&mut conn, &subject, &cfg.ldevid_keys(), cfg.max_pending_wait).await?;
     let reason = format!("EST server trust anchor configured ({})", anchor.display());
     finish(cfg, id, "est-only", &reason, url, enrolled, None)
 }

@@ -1,5 +1,6 @@
 //! What a pledge holds and how it behaves. Defaults follow the directory `brski masa idevid`
-//! writes (`idevid.key`, `idevid.pem`, `manufacturer-ca.pem`); every field can be overridden.
+//! writes (`idevid.key`, `idevid.pem`, `manufacturer-ca.pem`; with `--tpm`, `idevid.key-uri`,
+//! `iak.key-uri` and `iak.pem` instead of the key file); every field can be overridden.
 
 use shared::signed::Format;
 use std::path::{Path, PathBuf};
@@ -38,14 +39,35 @@ pub struct PledgeConfig {
     pub max_pending_wait: Duration,
     /// Timeout of each network step.
     pub timeout: Duration,
+    /// The TPM attestation key (a `tpm:` URI of a restricted signing key) whose quotes the
+    /// Identity Proxy attaches to its evidence; default: the URI in `iak.key-uri`.
+    pub attestation_key: Option<String>,
+    /// That key's certificate (PEM, leaf first; default `iak.pem`), as the manufacturer issued it.
+    pub attestation_cert: PathBuf,
+    /// The SHA-256 PCRs each quote covers (default 0 to 7: firmware and boot).
+    pub quote_pcrs: Vec<u8>,
 }
 
+/// The IDevID key reference `brski masa idevid --tpm` writes (a `tpm:` URI).
+pub const IDEVID_KEY_URI: &str = "idevid.key-uri";
+/// The attestation key reference `brski masa idevid --tpm` writes.
+pub const IAK_KEY_URI: &str = "iak.key-uri";
+/// The attestation key's certificate `brski masa idevid --tpm` writes.
+pub const IAK_CERT: &str = "iak.pem";
+/// The PCRs quoted by default: the platform firmware and boot measurements.
+pub const DEFAULT_QUOTE_PCRS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
 impl PledgeConfig {
+    /// Where this pledge's LDevID keys are made: in the IDevID's TPM when it has one.
+    pub fn ldevid_keys(&self) -> crate::ldevid_key::LdevidKeys {
+        crate::ldevid_key::LdevidKeys::for_state(&self.state, Some(&self.idevid_key))
+    }
+
     /// Defaults for a state directory written by `brski masa idevid`.
     pub fn in_dir(state: &Path) -> Self {
         PledgeConfig {
             state: state.to_path_buf(),
-            idevid_key: format!("file:{}", state.join("idevid.key").display()),
+            idevid_key: default_idevid_key(state),
             idevid_cert: state.join("idevid.pem"),
             manufacturer_anchors: state.join("manufacturer-ca.pem"),
             registrar: None,
@@ -59,6 +81,19 @@ impl PledgeConfig {
             max_backoff: Duration::from_secs(3600),
             max_pending_wait: Duration::from_secs(600),
             timeout: Duration::from_secs(30),
+            attestation_key: crate::ldevid_key::read_key_uri(&state.join(IAK_KEY_URI)),
+            attestation_cert: state.join(IAK_CERT),
+            quote_pcrs: DEFAULT_QUOTE_PCRS.to_vec(),
         }
+    }
+}
+
+/// `file:<state>/idevid.key`, unless only a key reference `idevid.key-uri` is there (a device
+/// whose IDevID key is in its TPM).
+fn default_idevid_key(state: &Path) -> String {
+    let file = state.join("idevid.key");
+    match crate::ldevid_key::read_key_uri(&state.join(IDEVID_KEY_URI)) {
+        Some(uri) if !file.exists() => uri,
+        _ => format!("file:{}", file.display()),
     }
 }

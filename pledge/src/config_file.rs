@@ -37,6 +37,12 @@ pub struct PledgeFile {
     pub max_wait_secs: Option<u64>,
     /// The device clock cannot be trusted.
     pub untrusted_clock: Option<bool>,
+    /// TPM attestation key URI (default: the URI in `iak.key-uri`).
+    pub attestation_key: Option<String>,
+    /// The attestation key's certificate (default `iak.pem`).
+    pub attestation_cert: Option<PathBuf>,
+    /// SHA-256 PCRs each quote covers (default 0..7).
+    pub quote_pcrs: Option<Vec<u8>>,
 }
 
 /// A file that cannot be used.
@@ -102,6 +108,22 @@ impl PledgeFile {
         if let Some(u) = self.untrusted_clock {
             cfg.trusted_clock = !u;
         }
+        if let Some(k) = &self.attestation_key {
+            cfg.attestation_key = Some(k.clone());
+        }
+        if let Some(p) = &self.attestation_cert {
+            cfg.attestation_cert = rel(p);
+        }
+        if let Some(pcrs) = &self.quote_pcrs {
+            if pcrs.is_empty() || pcrs.iter().any(|&p| p > 23) {
+                return Err(PledgeFileError {
+                    file: path.display().to_string(),
+                    key: "quote_pcrs".into(),
+                    reason: "list 1 to 24 PCR indices, each 0..=23".into(),
+                });
+            }
+            cfg.quote_pcrs = pcrs.clone();
+        }
         Ok(cfg)
     }
 }
@@ -130,7 +152,12 @@ pub fn commented(registrar: Option<&str>, format: Format) -> String {
          # Attempts (a fresh nonce each, exponential backoff) and the longest wait for an approval.\n\
          max_attempts = 5\nmax_wait_secs = 600\n\
          # The device clock cannot be trusted: skip expiry checks.\n\
-         untrusted_clock = false\n"
+         untrusted_clock = false\n\n\
+         # A device whose keys are in its TPM (`brski masa idevid --tpm`): idevid.key-uri and\n\
+         # iak.key-uri are used when idevid.key is absent. `brski pledge serve` attaches a TPM quote\n\
+         # of these PCRs, made by the attestation key, to every agent request's evidence.\n\
+         # attestation_key = \"tpm:handle=0x81020000\"\n# attestation_cert = \"iak.pem\"\n\
+         # quote_pcrs = [0, 1, 2, 3, 4, 5, 6, 7]\n"
     )
 }
 

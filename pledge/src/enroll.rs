@@ -4,18 +4,18 @@
 //! domain's anchors and holds the new key; and the status reports (`voucher_status`,
 //! `enrollstatus`).
 
+use crate::ldevid_key::{LdevidKeys, NewKey};
 use est::binding::csr_with_challenge_password;
 use est::client::{ClientError, Enrollment, EstConnection};
 use shared::brski::{StatusReport, PATH_ENROLL_STATUS, PATH_VOUCHER_STATUS};
-use shared::keys::{Algorithm, SoftwareKey};
 use shared::pki::{self, verify_chain};
 use std::time::{Duration, Instant};
 use x509_cert::Certificate;
 
 /// What EST enrollment produced.
 pub struct Enrolled {
-    /// The new key (never left the pledge).
-    pub key: std::sync::Arc<SoftwareKey>,
+    /// The new key (never left the pledge; in its TPM when the IDevID is there).
+    pub key: NewKey,
     /// The LDevID, then its chain as returned.
     pub chain: Vec<Certificate>,
     /// The domain's CA certificates from /cacerts.
@@ -43,10 +43,11 @@ fn est(step: &'static str) -> impl Fn(ClientError) -> EnrollError {
 }
 
 /// Runs cacerts, csrattrs and simpleenroll on `conn` for a subject equal to the IDevID's
-/// (it carries the serialNumber the registrar checks).
+/// (it carries the serialNumber the registrar checks), with a new key from `keys`.
 pub async fn enroll(
     conn: &mut EstConnection,
     subject: &x509_cert::name::Name,
+    keys: &LdevidKeys,
     max_wait: Duration,
 ) -> Result<Enrolled, EnrollError> {
     let ca_certs = conn.cacerts().await.map_err(est("cacerts"))?;
@@ -55,12 +56,12 @@ pub async fn enroll(
     }
     let attrs = conn.csrattrs().await.map_err(est("csrattrs"))?;
     tracing::debug!(count = attrs.len(), "CSR attributes");
-    let key = SoftwareKey::generate(Algorithm::Es256).map_err(|e| EnrollError::Invalid(e.to_string()))?;
+    let key = keys.generate().map_err(|e| EnrollError::Invalid(format!("making the LDevID key: {e}")))?;
     let binding = conn.channel_binding();
     let csr = match binding.as_deref() {
-        Some(b) => csr_with_challenge_password(subject, &[], &key, b)
+        Some(b) => csr_with_challenge_password(subject, &[], key.signer.as_ref(), b)
             .map_err(|e| EnrollError::Invalid(format!("building the CSR: {e}")))?,
-        None => pki::build_csr(subject, &[], &key)
+        None => pki::build_csr(subject, &[], key.signer.as_ref())
             .map_err(|e| EnrollError::Invalid(format!("building the CSR: {e}")))?,
     };
     let started = Instant::now();
@@ -78,17 +79,16 @@ pub async fn enroll(
             }
         }
     };
-    check_ldevid(&chain, &ca_certs, &key)?;
-    Ok(Enrolled { key: std::sync::Arc::new(key), chain, ca_certs })
+    check_ldevid(&chain, &ca_certs, key.signer.as_ref())?;
+    Ok(Enrolled { key, chain, ca_certs })
 }
 
 /// The LDevID must hold our key and chain to one of the domain's CA certificates.
 fn check_ldevid(
     chain: &[Certificate],
     anchors: &[Certificate],
-    key: &SoftwareKey,
+    key: &dyn shared::keys::Signer,
 ) -> Result<(), EnrollError> {
-    use shared::keys::Signer;
     let leaf = chain.first().ok_or_else(|| EnrollError::Invalid("no certificate was returned".into()))?;
     if pki::spki_der(leaf) != key.public_key_der() {
         return Err(EnrollError::Invalid("the returned certificate is not for our key".into()));

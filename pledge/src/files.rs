@@ -5,7 +5,6 @@
 
 use crate::enroll::Enrolled;
 use serde::{Deserialize, Serialize};
-use shared::keys::write_key_file;
 use shared::pki;
 use shared::signed::Format;
 use std::path::{Path, PathBuf};
@@ -13,8 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 
-/// The LDevID key file.
-pub const LDEVID_KEY: &str = "ldevid.key";
+pub use crate::ldevid_key::{LDEVID_KEY, LDEVID_KEY_URI};
 /// The LDevID certificate (and chain) file.
 pub const LDEVID_CERT: &str = "ldevid.pem";
 /// The domain trust anchors file.
@@ -46,7 +44,7 @@ pub struct Summary {
 /// Files written by [`write_outcome`].
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// The LDevID key.
+    /// The LDevID key (`ldevid.key`, or `ldevid.key-uri` for a TPM key).
     pub key: PathBuf,
     /// The LDevID and its chain.
     pub cert: PathBuf,
@@ -71,7 +69,8 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// Writes the outcome of a bootstrap: the key (0600, replacing an older one atomically), the
+/// Writes the outcome of a bootstrap: the key (a 0600 file or a TPM key reference, replacing an
+/// older one atomically), the
 /// certificates, the voucher and the summary.
 pub fn write_outcome(
     state: &Path,
@@ -80,11 +79,7 @@ pub fn write_outcome(
     summary: &Summary,
 ) -> std::io::Result<Written> {
     std::fs::create_dir_all(state).map_err(io(state))?;
-    let key = state.join(LDEVID_KEY);
-    let tmp = state.join(format!("{LDEVID_KEY}.new"));
-    let _ = std::fs::remove_file(&tmp);
-    write_key_file(&tmp, &enrolled.key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::fs::rename(&tmp, &key).map_err(io(&key))?;
+    let key = enrolled.key.commit(state).map_err(io(state))?;
     let cert = state.join(LDEVID_CERT);
     std::fs::write(&cert, pem(&enrolled.chain)).map_err(io(&cert))?;
     let domain_ca = state.join(DOMAIN_CA);

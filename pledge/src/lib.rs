@@ -15,7 +15,8 @@
 //!
 //! Modules: `config` (what the pledge holds and how it behaves), `identity` (the IDevID),
 //! `request` (the pledge voucher-request), `imprint` (voucher checks), `enroll` (EST and the
-//! status reports), `files` (what is written to the state directory, and `status`),
+//! status reports), `files` (what is written to the state directory, and `status`), `ldevid_key` (a key
+//! file, or a key in the IDevID's TPM),
 //! `bootstrap` (attempts, retries, BRSKI vs EST-only), `discover` (mDNS browsing).
 //!
 //! After bootstrapping, [`proxy`] is the Identity Proxy (`brski pledge serve`): the Agent API
@@ -31,6 +32,7 @@ pub mod enroll;
 pub mod files;
 pub mod identity;
 pub mod imprint;
+pub mod ldevid_key;
 pub mod proxy;
 pub mod request;
 

@@ -156,7 +156,14 @@ pub fn agent_policy_template(trust_domain: &str) -> String {
          # which models (agent-mediated, owner-mediated = a gateway, server-mediated).\n\
          # [[owner]]\n# id = \"mailto:alice@example.com\"\n# kid = \"alice-1\"\n# key = \"owners/alice.pem\"\n\
          # agents = [\"wimse://{trust_domain}/agent/*\"]\n# models = [\"agent-mediated\", \"server-mediated\"]\n\
-         # organization = \"Example Corp\"\n# unit = \"Research\"\n"
+         # organization = \"Example Corp\"\n# unit = \"Research\"\n\n\
+         # TPM quotes in the proxies' evidence are appraised only with this table: the attestation\n\
+         # key's certificate must chain to ak_anchors (PEM), carry the EKU tcg-kp-AIKCertificate\n\
+         # (2.23.133.8.3) and the proxy's serialNumber; the quote must bind the request; the quoted\n\
+         # sha256 PCRs must hold the values below (index 0-23 = 64 hex digits).\n\
+         # [attestation]\n# ak_anchors = \"manufacturer-ca.pem\"\n\
+         # require_quote = false   # refuse requests whose evidence carries no TPM quote\n\
+         # [attestation.pcrs]\n# \"7\" = \"<64 hex digits>\"\n"
     )
 }
 

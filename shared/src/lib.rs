@@ -11,6 +11,8 @@ pub mod crypto;
 pub mod keys;
 pub mod metrics;
 pub mod pki;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod verified;
 
 pub use verified::Verified;

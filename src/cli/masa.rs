@@ -70,6 +70,11 @@ pub struct IdevidArgs {
     /// Output directory (a batch gets one subdirectory per serial).
     #[arg(long)]
     out: PathBuf,
+    /// Create the IDevID key and an attestation key (IAK) inside the device's TPM reached through
+    /// this TCTI (e.g. `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`) instead of a key
+    /// file; writes idevid.key-uri, iak.key-uri and iak.pem. Needs a build with feature `tpm`.
+    #[arg(long, value_name = "TCTI", conflicts_with = "count")]
+    tpm: Option<String>,
 }
 
 /// `brski masa claim`.
@@ -165,6 +170,9 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
 
 async fn idevid(a: IdevidArgs) -> anyhow::Result<()> {
     let m = Masa::load(&a.state).await?;
+    if let (Some(tcti), Some(serial)) = (&a.tpm, &a.serial) {
+        return mint_into_tpm(&m, serial, tcti, &a.out).await;
+    }
     match (&a.serial, a.count, &a.serial_prefix) {
         (Some(serial), None, _) => {
             let d = m.mint_idevid_to(serial, &a.out).await?;
@@ -194,6 +202,29 @@ async fn idevid(a: IdevidArgs) -> anyhow::Result<()> {
         _ => bail!("give --serial SN, or --count N with --serial-prefix P"),
     }
     Ok(())
+}
+
+#[cfg(feature = "tpm")]
+async fn mint_into_tpm(m: &Masa, serial: &str, tcti: &str, out: &Path) -> anyhow::Result<()> {
+    let d = m.mint_tpm_device_to(serial, tcti, out).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "minted IDevID for serial {} ({}) into the TPM at {tcti}",
+        d.serial,
+        d.idevid.tbs_certificate().subject()
+    )?;
+    writeln!(stdout, "  IDevID key: {}", d.idevid_key)?;
+    writeln!(stdout, "  IAK:        {}", d.iak_key)?;
+    for p in masa::tpm_device::tpm_device_files(out) {
+        writeln!(stdout, "  {}", p.display())?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "tpm"))]
+async fn mint_into_tpm(_m: &Masa, _serial: &str, _tcti: &str, _out: &Path) -> anyhow::Result<()> {
+    bail!("--tpm: this brski was built without TPM support (cargo build --features tpm; needs libtss2-dev)")
 }
 
 fn print_device_files(out: &mut impl Write, dir: &Path) -> std::io::Result<()> {

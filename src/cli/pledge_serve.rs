@@ -3,6 +3,8 @@
 //! TLS with the LDevID, renewing the LDevID as it ages.
 
 use clap::Args;
+use pledge::config_file::{PledgeFile, PLEDGE_FILE};
+use pledge::proxy::attest::Attestation;
 use pledge::proxy::{self, ProxyConfig};
 use pledge::{Idevid, PledgeConfig};
 use std::net::SocketAddr;
@@ -73,8 +75,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(r) => r.clone(),
         None => proxy::registrar_from_status(&a.state)?,
     };
-    let mut pledge_cfg = PledgeConfig::in_dir(&a.state);
+    // pledge.toml (when there) says where the IDevID and the attestation key are.
+    let file = a.state.join(PLEDGE_FILE);
+    let mut pledge_cfg = match file.exists() {
+        true => PledgeFile::load(&file)?.apply(&a.state, &file)?,
+        false => PledgeConfig::in_dir(&a.state),
+    };
     pledge_cfg.registrar = Some(registrar.clone());
+    cfg.attestation = Attestation::from_config(&pledge_cfg).map_err(anyhow::Error::msg)?;
     let idevid = match Idevid::load(&pledge_cfg) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -82,6 +90,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let quote_pcrs = pledge_cfg.quote_pcrs.clone();
     cfg.bootstrap = idevid.as_ref().map(|_| pledge_cfg);
     let mut running = proxy::start(&cfg, idevid).await?;
     let id = running.proxy.identity();
@@ -94,6 +103,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("  server:    {registrar}");
     println!("  LDevID:    {} (until {})", id.leaf().tbs_certificate().subject(), unix_text(not_after));
     println!("  renewal:   {}", if cfg.renew { "at two thirds of the LDevID's life" } else { "off" });
+    if cfg.attestation.is_some() {
+        println!("  evidence:  TPM quote of PCRs {quote_pcrs:?} in every request");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("interrupted; stopping"),

@@ -7,14 +7,20 @@ use registrar::lab::{Lab, LabOptions};
 use serde_json::{json, Value};
 use shared::agent::acr::{new_acr_claims, CREDENTIAL_REQUEST_MEDIA_TYPE};
 use shared::agent::challenge::verify_challenge;
+use shared::agent::evidence::{cmw_collection, eat_from_cmw};
 use shared::agent::jwt::{new_jti, unix_now};
 use shared::agent::oa::OrgBinding;
+use shared::agent::tpm_quote::{
+    marshal_quote_attest, pcr_digest, quote_nonce, TpmQuote, TCG_KP_AIK_CERTIFICATE, TPM_ALG_SHA256,
+    TPM_QUOTE_MEDIA_TYPE,
+};
 use shared::agent::wit::keys_from_jwks;
 use shared::agent::*;
 use shared::b64;
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, create_ca};
 use shared::signed::{Format, Trust};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -635,4 +641,209 @@ async fn model_3_challenge_pushed_by_webhook_and_expiring_unanswered() {
     refused(&r, 403, "time");
     let r = p.conn.get_raw(&format!("/agent/v1/credentials/{pending_id}"), None).await.unwrap();
     refused(&r, 403, "time");
+}
+
+/// The expected value of PCR 16 in the attestation policy of the TPM tests.
+const GOOD_PCR16: [u8; 32] = [0x16; 32];
+
+/// A device's TPM in software: an attestation key certified by the manufacturer CA the policy
+/// lists in `ak_anchors` (EKU tcg-kp-AIKCertificate, subject serialNumber = the device's), and
+/// the PCR values it will quote.
+struct SoftTpm {
+    ak: SoftwareKey,
+    ak_cert: x509_cert::Certificate,
+    pcrs: BTreeMap<u8, Vec<u8>>,
+}
+
+/// A TPM manufacturer CA, its certificate written to `dir/tpm-ca.pem`.
+fn tpm_manufacturer(dir: &Path) -> (pki::CertificateAuthority, std::path::PathBuf) {
+    let key = key();
+    let cert = create_ca("CN=Example TPM Manufacturer CA", &key, Duration::from_secs(3600), None).unwrap();
+    let file = dir.join("tpm-ca.pem");
+    std::fs::write(&file, pki::cert_to_pem(&cert).unwrap()).unwrap();
+    (pki::CertificateAuthority::new(cert, Box::new(key)).unwrap(), file)
+}
+
+/// A software TPM of device `serial` whose PCR 16 holds `pcr16`.
+fn soft_tpm(ca: &pki::CertificateAuthority, serial: &str, pcr16: [u8; 32]) -> SoftTpm {
+    let ak = key();
+    let mut profile = pki::Profile::end_entity(Duration::from_secs(3600));
+    profile.extended_key_usage = vec![TCG_KP_AIK_CERTIFICATE];
+    let spki = <spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(&ak.public_key_der()).unwrap();
+    let subject = pki::name_with_serial("CN=TPM attestation key", serial).unwrap();
+    let ak_cert = ca.issue_for_key(spki, subject, &[], &profile).unwrap();
+    let pcrs = BTreeMap::from([(0u8, vec![0xa0; 32]), (7, vec![0xa7; 32]), (16, pcr16.to_vec())]);
+    SoftTpm { ak, ak_cert, pcrs }
+}
+
+impl SoftTpm {
+    /// TPM2_Quote over the PCRs with qualifying data `extra_data`, signed by the AK.
+    fn quote(&self, extra_data: &[u8]) -> TpmQuote {
+        let indices: Vec<u8> = self.pcrs.keys().copied().collect();
+        let attest = marshal_quote_attest(
+            b"\x00\x0bak-name",
+            extra_data,
+            42_000,
+            5,
+            0,
+            1,
+            &indices,
+            &pcr_digest(&self.pcrs),
+        );
+        let raw = self.ak.sign(&attest).unwrap();
+        TpmQuote {
+            signature: shared::crypto::raw_to_der(Algorithm::Es256, &raw).unwrap(),
+            attest,
+            hash_alg: TPM_ALG_SHA256,
+            pcrs: self.pcrs.clone(),
+            ak_chain: vec![pki::cert_to_der(&self.ak_cert).unwrap()],
+        }
+    }
+}
+
+/// A request for `id` (model none) with a fresh nonce whose evidence carries the EAT and, when
+/// `tpm` is given, its quote; `quote_for` overrides the (nonce, acr_hash) the quote binds.
+async fn tpm_request(
+    p: &mut Proxy,
+    a: &SoftwareKey,
+    id: &str,
+    tpm: Option<&SoftTpm>,
+    quote_for: Option<(&[u8], &[u8])>,
+) -> Value {
+    let (acr, ev) = p.acr(a, spec(id, Model::None)).await;
+    let nonce = b64::decode_url(&acr_of(&acr).claims.nonce.unwrap()).unwrap();
+    let acr_hash = b64::decode_url(&shared::agent::jwt::jwt_hash(&acr)).unwrap();
+    let eat = eat_from_cmw(&ev).unwrap();
+    let evidence = match tpm {
+        None => cmw_collection(&eat, None),
+        Some(t) => {
+            let (n, h) = quote_for.unwrap_or((&nonce, &acr_hash));
+            let quote = t.quote(&quote_nonce(n, h));
+            cmw_collection(&eat, Some((TPM_QUOTE_MEDIA_TYPE, &quote.to_cbor())))
+        }
+    };
+    json!({"acr": acr, "evidence": evidence})
+}
+
+/// The problem detail of a refusal with `status` and `reason`.
+fn refusal_detail(r: &RawReply, status: u16, reason: &str) -> String {
+    refused(r, status, reason);
+    json_of(r)["detail"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_quote_appraised_against_the_attestation_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let (manufacturer, ca_file) = tpm_manufacturer(dir.path());
+    let top = format!(
+        "[attestation]\nak_anchors = \"{}\"\n[attestation.pcrs]\n\"16\" = \"{}\"\n",
+        ca_file.display(),
+        hex::encode(GOOD_PCR16)
+    );
+    let lab = lab_with(dir.path(), &owner, &gw, &top, "").await;
+    let mut p = proxy(&lab, "proxy-tpm").await;
+    let serial = pki::serial_number(&p.chain[0]).unwrap();
+    let tpm = soft_tpm(&manufacturer, &serial, GOOD_PCR16);
+    let a = key();
+
+    // A valid quote binding this request, with the PCR the policy wants: issued, and the
+    // appraisal is in the audit record.
+    let id = agent("tpm-1");
+    let body = tpm_request(&mut p, &a, &id, Some(&tpm), None).await;
+    let r = p.post(body).await;
+    assert_eq!(r.status, 200, "{}", r.detail());
+    check_credential(&lab, &mut p, &json_of(&r), &id, None, vec![]).await;
+    let audit = audit_actions(&lab, &id).await;
+    let (_, detail) = audit.iter().find(|(a, _)| a == "agent.credential.issued").expect("issued audited");
+    assert_eq!(detail["tpm_quote"]["device_serial"], serial.as_str());
+    assert_eq!(detail["tpm_quote"]["pcrs"]["16"], hex::encode(GOOD_PCR16));
+    assert_eq!(detail["tpm_quote"]["pcrs"]["7"], hex::encode([0xa7; 32]));
+    assert_eq!(detail["tpm_quote"]["reset_count"], 5);
+
+    // No quote and require_quote = false: issued, nothing appraised.
+    let id = agent("tpm-none");
+    let body = tpm_request(&mut p, &a, &id, None, None).await;
+    let r = p.post(body).await;
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let audit = audit_actions(&lab, &id).await;
+    assert!(audit.iter().any(|(a, d)| a == "agent.credential.issued" && d["tpm_quote"].is_null()));
+
+    // PCR 16 differs from the policy (a correctly signed quote of a device in another state).
+    let id = agent("tpm-2");
+    let bad_state = soft_tpm(&manufacturer, &serial, [0x3f; 32]);
+    let body = tpm_request(&mut p, &a, &id, Some(&bad_state), None).await;
+    let detail = refusal_detail(&p.post(body).await, 403, "evidence");
+    let want = format!("TPM quote: PCR 16 is {} where policy wants {}", "3f".repeat(32), "16".repeat(32));
+    assert!(detail.contains(&want), "{detail}");
+    let audit = audit_actions(&lab, &id).await;
+    assert!(
+        audit.iter().any(|(a, d)| a == "agent.credential.refused"
+            && d["reason"] == "evidence"
+            && d["detail"].as_str().is_some_and(|s| s.contains(&want))),
+        "refusal audited: {audit:?}"
+    );
+
+    // A quote made for another request (another server nonce).
+    let id = agent("tpm-3");
+    let other_nonce = [0x55u8; 32];
+    let other_hash = [0x66u8; 32];
+    let body = tpm_request(&mut p, &a, &id, Some(&tpm), Some((&other_nonce, &other_hash))).await;
+    let detail = refusal_detail(&p.post(body).await, 403, "evidence");
+    assert!(detail.contains("TPM quote: extraData does not bind this request"), "{detail}");
+
+    // An attestation key certified for another device.
+    let id = agent("tpm-4");
+    let stolen = soft_tpm(&manufacturer, "another-device", GOOD_PCR16);
+    let body = tpm_request(&mut p, &a, &id, Some(&stolen), None).await;
+    let detail = refusal_detail(&p.post(body).await, 403, "evidence");
+    assert!(
+        detail.contains("TPM quote: the attestation key certificate is for device \"another-device\""),
+        "{detail}"
+    );
+
+    // An attestation key from a manufacturer the policy does not list.
+    let id = agent("tpm-5");
+    let rogue_dir = tempfile::tempdir().unwrap();
+    let (rogue, _) = tpm_manufacturer(rogue_dir.path());
+    let body = tpm_request(&mut p, &a, &id, Some(&soft_tpm(&rogue, &serial, GOOD_PCR16)), None).await;
+    let detail = refusal_detail(&p.post(body).await, 403, "evidence");
+    assert!(detail.contains("TPM quote: attestation key certificate path"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_quote_required_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let (manufacturer, ca_file) = tpm_manufacturer(dir.path());
+    let top = format!("[attestation]\nak_anchors = \"{}\"\nrequire_quote = true\n", ca_file.display());
+    let lab = lab_with(dir.path(), &owner, &gw, &top, "").await;
+    let mut p = proxy(&lab, "proxy-tpm-req").await;
+    let a = key();
+    let id = agent("tpm-req-1");
+    let body = tpm_request(&mut p, &a, &id, None, None).await;
+    let detail = refusal_detail(&p.post(body).await, 403, "evidence");
+    assert!(detail.contains("TPM quote required by policy"), "{detail}");
+    // The same proxy with a quote (no PCR policy: any values) is issued.
+    let tpm = soft_tpm(&manufacturer, &pki::serial_number(&p.chain[0]).unwrap(), [0u8; 32]);
+    let body = tpm_request(&mut p, &a, &id, Some(&tpm), None).await;
+    let r = p.post(body).await;
+    assert_eq!(r.status, 200, "{}", r.detail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_quote_not_appraised_without_an_attestation_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let lab = lab(dir.path(), &owner, &gw).await;
+    let mut p = proxy(&lab, "proxy-tpm-off").await;
+    let (manufacturer, _) = tpm_manufacturer(dir.path());
+    // A quote that would fail appraisal (another device, another request) is ignored.
+    let tpm = soft_tpm(&manufacturer, "another-device", [0u8; 32]);
+    let id = agent("tpm-off-1");
+    let body = tpm_request(&mut p, &key(), &id, Some(&tpm), Some((&[1u8; 32], &[2u8; 32]))).await;
+    let r = p.post(body).await;
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let audit = audit_actions(&lab, &id).await;
+    assert!(audit.iter().any(|(a, d)| a == "agent.credential.issued" && d["tpm_quote"].is_null()));
 }

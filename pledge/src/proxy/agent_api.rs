@@ -13,7 +13,7 @@
 //! problem with a stable `reason`. One log line per request names the caller (uid, pid), the
 //! request and the outcome.
 
-use super::evidence::{self, Caller};
+use super::evidence::Caller;
 use super::peer::Peer;
 use super::upstream::paths;
 use super::{Proxy, ProxyError, BUNDLE_TTL};
@@ -350,7 +350,7 @@ async fn forward_request(
     };
     let caller = Caller { peer: *peer, exe };
     let identity = proxy.identity();
-    let cmw = evidence::build(&identity, &server_nonce, &acr_hash, &agent_id, &caller, unix_now())?;
+    let cmw = proxy.evidence(&identity, &server_nonce, &acr_hash, &agent_id, &caller, unix_now()).await?;
     let forward = json!({
         "acr": acr.text,
         "oa": req.oa,

@@ -1,8 +1,10 @@
 //! The evidence the proxy attaches to a forwarded request: an EAT signed with the LDevID key
 //! (LDevID chain in `x5chain`) whose `eat_nonce` is `[server nonce, acr_hash]` as raw bytes
 //! and whose submodule, keyed by the requested agent id, says what the kernel told the proxy
-//! about the caller (uid, pid, executable path and SHA-256). Wrapped in a CMW collection.
+//! about the caller (uid, pid, executable path and SHA-256). Wrapped in a CMW collection, with a
+//! TPM quote bound to the same request as a second item when the device has an attestation key.
 
+use super::attest::Attestation;
 use super::peer::{Executable, Peer};
 use super::Identity;
 use serde_json::Value;
@@ -45,18 +47,21 @@ pub fn claims(
     }
 }
 
-/// Signs the EAT with the LDevID key and wraps it in a CMW collection (JSON form).
+/// Signs the EAT with the LDevID key and wraps it in a CMW collection (JSON form), with a TPM
+/// quote bound to this request when `attestation` is given.
 pub fn build(
     identity: &Identity,
     server_nonce: &[u8],
     acr_hash: &[u8],
     agent_id: &str,
     caller: &Caller,
+    attestation: Option<&Attestation>,
     now: i64,
 ) -> Result<Value, AgentError> {
     let c = claims(identity, server_nonce, acr_hash, agent_id, caller, now);
     let eat = sign_eat(&c, identity.key.as_ref(), &identity.chain)?;
-    Ok(cmw_collection(&eat, None))
+    let quote = attestation.map(|a| a.quote(server_nonce, acr_hash)).transpose()?;
+    Ok(cmw_collection(&eat, quote.as_ref().map(|(media, cbor)| (*media, cbor.as_slice()))))
 }
 
 #[cfg(test)]
@@ -93,7 +98,7 @@ mod tests {
             peer: Peer { uid: Some(1000), gid: Some(1000), pid: Some(4242) },
             exe: Some(Executable { path: "/usr/bin/agent".into(), sha256: [7; 32] }),
         };
-        let cmw = build(&id, &[1; 32], &[2; 32], "wimse://td/agent/a", &caller, 1_700_000_000).unwrap();
+        let cmw = build(&id, &[1; 32], &[2; 32], "wimse://td/agent/a", &caller, None, 1_700_000_000).unwrap();
         let back = verify_eat(&eat_from_cmw(&cmw).unwrap(), id.leaf()).unwrap();
         assert!(back.binds(&[1; 32], &[2; 32]));
         assert_eq!(back.profile, EAT_PROFILE);

@@ -15,16 +15,17 @@
 //! proof of possession) and the proxy only checks and forwards them.
 
 pub mod agent_api;
+pub mod attest;
 pub mod evidence;
 pub mod peer;
 pub mod renew;
 pub mod upstream;
 
 use crate::config::PledgeConfig;
-use crate::files::{self, DOMAIN_CA, LDEVID_CERT, LDEVID_KEY, STATUS_FILE};
+use crate::files::{self, DOMAIN_CA, LDEVID_CERT, STATUS_FILE};
 use crate::identity::Idevid;
 use serde_json::Value;
-use shared::keys::{load_key_file, Signer};
+use shared::keys::Signer;
 use shared::pki;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// The owner gateway for model 2 requests: its URL and the SHA-256 of its certificate.
     pub gateway: Option<(String, [u8; 32])>,
+    /// The TPM attestation key whose quotes go into the evidence (None: no quote).
+    pub attestation: Option<attest::Attestation>,
 }
 
 impl ProxyConfig {
@@ -81,6 +84,7 @@ impl ProxyConfig {
             bootstrap: None,
             max_connections: 64,
             gateway: None,
+            attestation: None,
         }
     }
 
@@ -132,7 +136,8 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// Loads `ldevid.key` (must be 0600), `ldevid.pem` and `domain-ca.pem` from `state`.
+    /// Loads the LDevID key (`ldevid.key`, 0600, or the TPM key `ldevid.key-uri` names),
+    /// `ldevid.pem` and `domain-ca.pem` from `state`.
     pub fn load(state: &Path) -> Result<Self, ProxyError> {
         let certs = |name: &str| {
             let p = state.join(name);
@@ -143,8 +148,8 @@ impl Identity {
         };
         let chain = certs(LDEVID_CERT)?;
         let domain_ca = certs(DOMAIN_CA)?;
-        let key = load_key_file(&state.join(LDEVID_KEY)).map_err(|e| ProxyError::State(e.to_string()))?;
-        Self::new(chain, Arc::new(key), domain_ca)
+        let key = crate::ldevid_key::load(state).map_err(ProxyError::State)?;
+        Self::new(chain, key, domain_ca)
     }
 
     /// An identity from parts; the key must belong to the LDevID.
@@ -201,6 +206,10 @@ pub struct Proxy {
     pending: Mutex<HashMap<String, PendingRequest>>,
     exe: peer::ExeCache,
     metrics: Arc<shared::metrics::Metrics>,
+    attestation: Option<attest::Attestation>,
+    /// The LDevID key or the attestation key is in a TPM: evidence is made off the async
+    /// workers (each TPM command is a blocking round trip).
+    tpm_evidence: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -218,17 +227,14 @@ impl Proxy {
             Some(u) => u.clone(),
             None => registrar_from_status(&cfg.state)?,
         };
-        let proxy = Self::with_identity(&cfg.state, identity, &url, cfg.timeout)?;
-        match &cfg.gateway {
-            Some((gw, pin)) => {
-                let identity = proxy.identity();
-                let gateway = upstream::Upstream::pinned(gw, Some(*pin), &identity, cfg.timeout)?;
-                let mut p = Arc::try_unwrap(proxy).map_err(|_| ProxyError::Config("proxy in use".into()))?;
-                p.gateway = Some(gateway);
-                Ok(Arc::new(p))
-            }
-            None => Ok(proxy),
+        let mut proxy = Self::build(&cfg.state, identity, &url, cfg.timeout)?;
+        if let Some((gw, pin)) = &cfg.gateway {
+            let identity = proxy.identity();
+            proxy.gateway = Some(upstream::Upstream::pinned(gw, Some(*pin), &identity, cfg.timeout)?);
         }
+        proxy.tpm_evidence |= cfg.attestation.is_some();
+        proxy.attestation = cfg.attestation.clone();
+        Ok(Arc::new(proxy))
     }
 
     /// A proxy from an identity already in memory.
@@ -238,8 +244,17 @@ impl Proxy {
         registrar: &str,
         timeout: Duration,
     ) -> Result<Arc<Self>, ProxyError> {
+        Self::build(state, identity, registrar, timeout).map(Arc::new)
+    }
+
+    fn build(
+        state: &Path,
+        identity: Identity,
+        registrar: &str,
+        timeout: Duration,
+    ) -> Result<Self, ProxyError> {
         let upstream = upstream::Upstream::new(registrar, &identity, timeout)?;
-        Ok(Arc::new(Proxy {
+        Ok(Proxy {
             state: state.to_path_buf(),
             identity: RwLock::new(Arc::new(identity)),
             upstream,
@@ -248,7 +263,33 @@ impl Proxy {
             pending: Mutex::new(HashMap::new()),
             exe: peer::ExeCache::default(),
             metrics: Arc::new(shared::metrics::Metrics::new("proxy")),
-        }))
+            attestation: None,
+            tpm_evidence: crate::ldevid_key::current_uri(state).is_some(),
+        })
+    }
+
+    /// The evidence for one request ([`evidence::build`], with a TPM quote when an attestation
+    /// key is configured); TPM work runs on a blocking thread.
+    pub(crate) async fn evidence(
+        &self,
+        identity: &Arc<Identity>,
+        server_nonce: &[u8],
+        acr_hash: &[u8],
+        agent_id: &str,
+        caller: &evidence::Caller,
+        now: i64,
+    ) -> Result<Value, shared::agent::AgentError> {
+        if !self.tpm_evidence {
+            let att = self.attestation.as_ref();
+            return evidence::build(identity, server_nonce, acr_hash, agent_id, caller, att, now);
+        }
+        let (identity, att, caller) = (identity.clone(), self.attestation.clone(), caller.clone());
+        let (nonce, hash, agent) = (server_nonce.to_vec(), acr_hash.to_vec(), agent_id.to_string());
+        tokio::task::spawn_blocking(move || {
+            evidence::build(&identity, &nonce, &hash, &agent, &caller, att.as_ref(), now)
+        })
+        .await
+        .map_err(|e| shared::agent::AgentError::Evidence(format!("making the evidence: {e}")))?
     }
 
     /// The current identity.

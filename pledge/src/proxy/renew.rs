@@ -13,10 +13,10 @@ use crate::config::PledgeConfig;
 use crate::enroll::{EnrollError, Enrolled};
 use crate::files;
 use crate::identity::Idevid;
+use crate::ldevid_key::LdevidKeys;
 use est::binding::csr_with_challenge_password;
 use est::client::{Enrollment, EstClient};
 use est::tls::{client_config, ServerTrust};
-use shared::keys::{Algorithm, SoftwareKey};
 use shared::pki::{self, verify_chain};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,11 +132,13 @@ pub async fn reenroll(proxy: &Proxy, id: &Identity, timeout: Duration) -> Result
         Ok(c) if !c.is_empty() => c,
         _ => id.domain_ca.clone(),
     };
-    let key = SoftwareKey::generate(Algorithm::Es256).map_err(|e| invalid(&e))?;
+    let key = LdevidKeys::for_state(proxy.state_dir(), None).generate().map_err(|e| invalid(&e))?;
     let subject = id.leaf().tbs_certificate().subject().clone();
     let csr = match conn.channel_binding() {
-        Some(b) => csr_with_challenge_password(&subject, &[], &key, &b).map_err(|e| invalid(&e))?,
-        None => pki::build_csr(&subject, &[], &key).map_err(|e| invalid(&e))?,
+        Some(b) => {
+            csr_with_challenge_password(&subject, &[], key.signer.as_ref(), &b).map_err(|e| invalid(&e))?
+        }
+        None => pki::build_csr(&subject, &[], key.signer.as_ref()).map_err(|e| invalid(&e))?,
     };
     let started = Instant::now();
     let chain = loop {
@@ -152,12 +154,12 @@ pub async fn reenroll(proxy: &Proxy, id: &Identity, timeout: Duration) -> Result
         }
     };
     let leaf = chain.first().ok_or_else(|| EnrollError::Invalid("no certificate was returned".into()))?;
-    if pki::spki_der(leaf) != shared::keys::Signer::public_key_der(&key) {
+    if pki::spki_der(leaf) != key.signer.public_key_der() {
         return Err(EnrollError::Invalid("the returned certificate is not for our new key".into()));
     }
     verify_chain(leaf, &chain[1..], &ca_certs, time::OffsetDateTime::now_utc())
         .map_err(|e| EnrollError::Invalid(format!("the new LDevID does not chain to the domain CA: {e}")))?;
-    let enrolled = Enrolled { key: Arc::new(key), chain, ca_certs };
+    let enrolled = Enrolled { key, chain, ca_certs };
     let state = proxy.state_dir();
     let old = std::fs::read(state.join(files::STATUS_FILE))
         .ok()

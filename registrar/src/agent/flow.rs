@@ -1,8 +1,9 @@
 //! The Identity Server's check order for `POST /agent/v1/credentials`, failing closed:
 //! ACR (type, proof of possession, audience, time, jti) -> evidence signed by the proxy whose
-//! `eat_nonce` binds an issued, unused server nonce and the ACR hash -> agent id and the
-//! proxy's policy -> the owner approval for the model (or a stored grant, or a model 3
-//! challenge) -> lifetime and formats -> issuance.
+//! `eat_nonce` binds an issued, unused server nonce and the ACR hash -> the TPM quote item, when
+//! the policy has an `[attestation]` table (AK certificate, signature, the same binding as
+//! qualifying data, the PCR policy) -> agent id and the proxy's policy -> the owner approval
+//! for the model (or a stored grant, or a model 3 challenge) -> lifetime and formats -> issuance.
 
 use super::caller::{cert_hash, proxy_facts, Caller, ProxyFacts};
 use super::error::Refusal;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use shared::agent::evidence::{eat_from_cmw, verify_eat, EvidenceClaims};
 use shared::agent::oa::{OaBinding, OaCheck, OwnerApproval};
+use shared::agent::tpm_quote::{appraise_quote, quote_nonce, tpm_quote_from_cmw, AppraisedQuote};
 use shared::agent::{verify_acr, verify_oa, Acr, AgentError, AgentId, Model};
 use shared::b64;
 use shared::pki::{self, San};
@@ -65,7 +67,7 @@ pub async fn check_request(
         return Err(AgentError::Replay(acr.claims.jti.clone()).into());
     }
     let proxy = proxy_of(reg, caller, req).await?;
-    let evidence = check_evidence(svc, &proxy, req, &acr, now)?;
+    let (evidence, tpm_quote) = check_evidence(svc, &proxy, req, &acr, now)?;
     let agent_id = agent_id_for(svc, &acr)?;
     check_csr_san(&acr, &agent_id)?;
     if let Some(r) = grants::agent_revoked(reg.store().as_ref(), agent_id.as_str()).await? {
@@ -86,6 +88,7 @@ pub async fn check_request(
         proxy,
         caller: caller.name(),
         evidence,
+        tpm_quote,
         owner: None,
     };
     let model = ap.acr.claims.req.model;
@@ -141,13 +144,15 @@ async fn proxy_of(reg: &Registrar, caller: &Caller, req: &CredentialRequest) -> 
     Ok(facts)
 }
 
+/// The EAT (signed by the proxy, binding an issued nonce and the ACR hash, the nonce consumed)
+/// and, when the policy appraises TPM quotes, the quote item.
 fn check_evidence(
     svc: &AgentService,
     proxy: &ProxyFacts,
     req: &CredentialRequest,
     acr: &Acr,
     now: i64,
-) -> Result<EvidenceClaims, Refusal> {
+) -> Result<(EvidenceClaims, Option<AppraisedQuote>), Refusal> {
     let eat = eat_from_cmw(&req.evidence)?;
     let claims: Verified<EvidenceClaims> = verify_eat(&eat, &proxy.cert)?;
     let acr_hash = b64::decode_url(&acr.hash).map_err(Refusal::internal)?;
@@ -165,7 +170,37 @@ fn check_evidence(
     if !svc.nonces.consume(&nonce, now) {
         return Err(AgentError::Nonce("not issued by this server, expired, or already used".into()).into());
     }
-    Ok(claims.into_inner())
+    let quote = check_tpm_quote(svc, proxy, req, &nonce, &acr_hash, now)?;
+    Ok((claims.into_inner(), quote))
+}
+
+/// The TPM quote item: appraised when the policy has an `[attestation]` table (a quote that
+/// fails is a refusal; none at all is one when `require_quote`), ignored (and logged) otherwise.
+fn check_tpm_quote(
+    svc: &AgentService,
+    proxy: &ProxyFacts,
+    req: &CredentialRequest,
+    nonce: &[u8],
+    acr_hash: &[u8],
+    now: i64,
+) -> Result<Option<AppraisedQuote>, Refusal> {
+    let Some(att) = &svc.policy.attestation else {
+        if req.evidence.get("tpm").is_some() {
+            tracing::info!(proxy = %proxy.serial,
+                "evidence carries a TPM quote; not appraised (the agent policy has no [attestation])");
+        }
+        return Ok(None);
+    };
+    let Some(quote) = tpm_quote_from_cmw(&req.evidence)? else {
+        if att.require_quote {
+            return Err(AgentError::Evidence("TPM quote required by policy".into()).into());
+        }
+        return Ok(None);
+    };
+    let at = time::OffsetDateTime::from_unix_timestamp(now).map_err(Refusal::internal)?;
+    let expected = quote_nonce(nonce, acr_hash);
+    let appraised = appraise_quote(&quote, &att.anchors, &proxy.serial, &expected, &att.policy, at)?;
+    Ok(Some(appraised.into_inner()))
 }
 
 fn agent_id_for(svc: &AgentService, acr: &Acr) -> Result<AgentId, Refusal> {

@@ -15,6 +15,7 @@ use shared::agent::cert::{issue_agent_certificate, AgentCertRequest};
 use shared::agent::evidence::EvidenceClaims;
 use shared::agent::jwt::new_jti;
 use shared::agent::oa::Constraints;
+use shared::agent::tpm_quote::AppraisedQuote;
 use shared::agent::wit::{sign_wit, Confirmation, OwnerClaim, WitClaims, WIT_MAX_LIFE};
 use shared::agent::{Acr, AgentError, AgentId, Model};
 use shared::b64;
@@ -38,6 +39,8 @@ pub struct Approved {
     pub caller: String,
     /// The appraised evidence.
     pub evidence: EvidenceClaims,
+    /// The appraised TPM quote, when the evidence carried one and the policy appraises quotes.
+    pub tpm_quote: Option<AppraisedQuote>,
     /// The owner binding, if any.
     pub owner: Option<OwnerBound>,
 }
@@ -238,9 +241,23 @@ fn audit_event(ap: &Approved, cert: Option<&x509_cert::Certificate>, wit_jti: Op
             "jkt": ap.acr.jkt,
             "ttl": ap.ttl,
             "callers": callers,
+            "tpm_quote": ap.tpm_quote.as_ref().map(quote_detail),
         }),
         at: time::OffsetDateTime::now_utc(),
     }
+}
+
+/// The audit view of an appraised quote: the device, the quoted PCRs (hex) and the TPM clock.
+fn quote_detail(q: &AppraisedQuote) -> Value {
+    let pcrs: serde_json::Map<String, Value> =
+        q.pcrs.iter().map(|(i, v)| (i.to_string(), Value::String(hex::encode(v)))).collect();
+    json!({
+        "device_serial": q.device_serial,
+        "pcrs": pcrs,
+        "clock": q.clock,
+        "reset_count": q.reset_count,
+        "restart_count": q.restart_count,
+    })
 }
 
 fn grant_of(ap: &Approved, o: &OwnerBound) -> Grant {

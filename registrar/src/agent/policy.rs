@@ -1,12 +1,15 @@
 //! The agent issuance policy (`agent-policy.toml`): the trust domain, which proxies may ask for
 //! which agent ids, lifetimes, the owner anchors (which owner keys exist, which agent ids each
-//! owner may own, with which models), and whether an owner binding is required.
+//! owner may own, with which models), whether an owner binding is required, and how TPM quotes
+//! in the evidence are appraised (`[attestation]`).
 
 use serde::Deserialize;
+use shared::agent::tpm_quote::PcrPolicy;
 use shared::agent::{
     check_owner_id, check_trust_domain, id_matches, AgentId, Model, OwnerAnchor, OwnerAnchors,
 };
 use shared::pki;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The file as written.
@@ -43,6 +46,34 @@ pub struct AgentPolicyFile {
     /// The owner anchors.
     #[serde(default, rename = "owner")]
     pub owners: Vec<OwnerFile>,
+    /// How TPM quotes in the evidence are appraised (absent: they are not).
+    #[serde(default)]
+    pub attestation: Option<AttestationFile>,
+}
+
+/// The `[attestation]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationFile {
+    /// PEM file: the CAs that certify devices' TPM attestation keys.
+    pub ak_anchors: PathBuf,
+    /// Refuse requests whose evidence carries no TPM quote.
+    #[serde(default)]
+    pub require_quote: bool,
+    /// Expected sha256 PCR values: index (`"0"`-`"23"`) -> 64 hex digits.
+    #[serde(default)]
+    pub pcrs: BTreeMap<String, String>,
+}
+
+/// The `[attestation]` table, loaded.
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    /// The CAs that certify TPM attestation keys.
+    pub anchors: Vec<x509_cert::Certificate>,
+    /// Refuse requests without a TPM quote.
+    pub require_quote: bool,
+    /// The expected PCR values.
+    pub policy: PcrPolicy,
 }
 
 fn default_ttl() -> u64 {
@@ -146,6 +177,8 @@ pub struct AgentPolicy {
     pub proxies: Vec<ProxyRule>,
     /// Owners.
     pub owners: Vec<OwnerRule>,
+    /// TPM quote appraisal, when configured.
+    pub attestation: Option<Attestation>,
 }
 
 /// A policy that cannot be used, naming the file and the key.
@@ -189,6 +222,7 @@ impl AgentPolicy {
             .enumerate()
             .map(|(i, o)| load_owner(path, i, o))
             .collect::<Result<Vec<_>, _>>()?;
+        let attestation = f.attestation.as_ref().map(|a| load_attestation(path, a)).transpose()?;
         Ok(AgentPolicy {
             trust_domain: f.trust_domain,
             scheme: if f.spiffe { "spiffe" } else { "wimse" },
@@ -200,6 +234,7 @@ impl AgentPolicy {
             subject_template: f.subject_template,
             proxies: f.proxies,
             owners,
+            attestation,
         })
     }
 
@@ -290,6 +325,44 @@ fn load_owner(path: &Path, i: usize, o: &OwnerFile) -> Result<OwnerRule, PolicyE
     })
 }
 
+/// Largest PCR index (a PC-client TPM has PCRs 0-23).
+const MAX_PCR_INDEX: u8 = 23;
+
+fn load_attestation(path: &Path, a: &AttestationFile) -> Result<Attestation, PolicyError> {
+    let file = relative_to(path, &a.ak_anchors);
+    let pem = std::fs::read(&file)
+        .map_err(|e| perr(path, "attestation.ak_anchors", format!("{}: {e}", file.display())))?;
+    let anchors = pki::certs_from_pem(&pem)
+        .map_err(|e| perr(path, "attestation.ak_anchors", format!("{}: {e}", file.display())))?;
+    let mut pcrs = BTreeMap::new();
+    for (index, value) in &a.pcrs {
+        let key = format!("attestation.pcrs.{index}");
+        let i =
+            index.parse::<u8>().ok().filter(|i| *i <= MAX_PCR_INDEX && index == &i.to_string()).ok_or_else(
+                || perr(path, &key, format!("a PCR index is a number from 0 to {MAX_PCR_INDEX}")),
+            )?;
+        let v = hex::decode(value).map_err(|e| perr(path, &key, format!("not hex: {e}")))?;
+        if v.len() != 32 {
+            return Err(perr(
+                path,
+                &key,
+                format!("a sha256 PCR value is 32 bytes (64 hex digits), this is {} bytes", v.len()),
+            ));
+        }
+        pcrs.insert(i, v);
+    }
+    Ok(Attestation { anchors, require_quote: a.require_quote, policy: PcrPolicy { pcrs } })
+}
+
+/// `p` as written in the policy file: absolute, or relative to the policy file's directory.
+fn relative_to(policy: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        policy.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
 /// The SubjectPublicKeyInfo of a PEM file holding a PUBLIC KEY or a CERTIFICATE.
 pub fn spki_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
     if let Ok(certs) = pki::certs_from_pem(pem) {
@@ -340,5 +413,63 @@ mod tests {
         let e = AgentPolicy::load(&p).unwrap_err();
         assert_eq!(e.key, "owner[0].key");
         assert!(e.to_string().contains("r.toml"), "{e}");
+    }
+
+    #[test]
+    fn attestation_table_loads_and_errors_are_precise() {
+        use shared::keys::{Algorithm, SoftwareKey};
+        let dir = tempfile::tempdir().unwrap();
+        let key = SoftwareKey::generate(Algorithm::Es256).unwrap();
+        let ca = pki::create_ca("CN=TPM CA", &key, std::time::Duration::from_secs(3600), None).unwrap();
+        write(dir.path(), "tpm-ca.pem", &pki::cert_to_pem(&ca).unwrap());
+        let load = |name: &str, table: &str| {
+            let text = format!("trust_domain = \"td\"\n[attestation]\n{table}");
+            AgentPolicy::load(&write(dir.path(), name, &text))
+        };
+        let sixteen = "ab".repeat(32);
+        let p = load(
+            "ok.toml",
+            &format!("ak_anchors = \"tpm-ca.pem\"\nrequire_quote = true\n[attestation.pcrs]\n\"16\" = \"{sixteen}\"\n"),
+        )
+        .unwrap();
+        let a = p.attestation.expect("attestation loaded");
+        assert_eq!(a.anchors, vec![ca]);
+        assert!(a.require_quote);
+        assert_eq!(a.policy.pcrs, BTreeMap::from([(16u8, vec![0xab; 32])]));
+        // Without the table, nothing is appraised.
+        let p = write(dir.path(), "none.toml", "trust_domain = \"td\"\n");
+        assert!(AgentPolicy::load(&p).unwrap().attestation.is_none());
+
+        let cases = [
+            ("ak_anchors = \"missing.pem\"\n", "attestation.ak_anchors", "missing.pem"),
+            ("ak_anchors = \"ok.toml\"\n", "attestation.ak_anchors", "no CERTIFICATE"),
+            (
+                "ak_anchors = \"tpm-ca.pem\"\n[attestation.pcrs]\n\"24\" = \"00\"\n",
+                "attestation.pcrs.24",
+                "from 0 to 23",
+            ),
+            (
+                "ak_anchors = \"tpm-ca.pem\"\n[attestation.pcrs]\n\"x\" = \"00\"\n",
+                "attestation.pcrs.x",
+                "from 0 to 23",
+            ),
+            (
+                "ak_anchors = \"tpm-ca.pem\"\n[attestation.pcrs]\n\"7\" = \"zz\"\n",
+                "attestation.pcrs.7",
+                "not hex",
+            ),
+            (
+                "ak_anchors = \"tpm-ca.pem\"\n[attestation.pcrs]\n\"7\" = \"0000\"\n",
+                "attestation.pcrs.7",
+                "this is 2 bytes",
+            ),
+        ];
+        for (i, (table, key, reason)) in cases.iter().enumerate() {
+            let e = load(&format!("bad{i}.toml"), table).unwrap_err();
+            assert_eq!(e.key, *key, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        }
+        let e = load("unknown.toml", "ak_anchors = \"tpm-ca.pem\"\nrequire_qoute = true\n").unwrap_err();
+        assert!(e.reason.contains("require_qoute"), "{e}");
     }
 }

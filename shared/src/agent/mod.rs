@@ -15,6 +15,7 @@ pub mod jwk;
 pub mod jwt;
 pub mod oa;
 pub mod relying;
+pub mod tpm_quote;
 pub mod wit;
 
 pub use acr::{sign_acr, verify_acr, Acr, AcrClaims, CredentialSpec, Model};

@@ -2,7 +2,7 @@
 //!
 //! Every private key in brski (a MASA voucher key, a CA key, a pledge IDevID key) is reached
 //! through [`Signer`], addressed by a key URI: `file:` always, `pkcs11:` (RFC 7512) with the
-//! `pkcs11` feature (`Pkcs11Signer`); `tpm:` plugs in behind the same trait. Signatures come
+//! `pkcs11` feature (`Pkcs11Signer`), `tpm:` with the `tpm` feature (`crate::tpm::TpmSigner`). Signatures come
 //! back in the fixed-size "raw" form used by JOSE and COSE (ECDSA `r || s`, Ed25519 64 bytes);
 //! [`crate::crypto::raw_to_der`] converts for X.509/CMS.
 
@@ -16,7 +16,9 @@ pub use file::{generate_key_file, load_key_file, write_key_file};
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::Pkcs11Signer;
 pub use software::SoftwareKey;
-pub use uri::{load_signer, redact_pin, KeyUri, PinSource, Pkcs11Uri, DEFAULT_PKCS11_MODULE};
+pub use uri::{
+    load_signer, redact_pin, KeyUri, PinSource, Pkcs11Uri, TpmUri, DEFAULT_PKCS11_MODULE, DEFAULT_TCTI,
+};
 
 use const_oid::ObjectIdentifier;
 
@@ -109,7 +111,7 @@ impl std::fmt::Display for Algorithm {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key URI scheme is not one brski knows.
-    #[error("unsupported key URI '{0}': use file:<path> or pkcs11:<RFC 7512 URI>")]
+    #[error("unsupported key URI '{0}': use file:<path>, pkcs11:<RFC 7512 URI> or tpm:handle=<0x81......>")]
     UnsupportedUri(String),
     /// A private key file may be read by other users.
     #[error("private key {path} is accessible by group or others (mode {mode:o}); run: chmod 600 {path}")]
@@ -140,6 +142,14 @@ pub enum KeyError {
     #[error("PKCS#11 key {uri}: {detail}")]
     Pkcs11 {
         /// The key URI, PIN redacted.
+        uri: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A TPM key could not be created, opened or used.
+    #[error("TPM key {uri}: {detail}")]
+    Tpm {
+        /// The key URI.
         uri: String,
         /// What went wrong.
         detail: String,

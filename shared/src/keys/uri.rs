@@ -14,6 +14,87 @@ pub enum KeyUri {
     File(PathBuf),
     /// `pkcs11:...` (RFC 7512): a private key object in a PKCS#11 token.
     Pkcs11(Pkcs11Uri),
+    /// `tpm:handle=0x81020001?tcti=...`: a persistent signing key in a TPM 2.0.
+    Tpm(TpmUri),
+}
+
+/// The TCTI used when a `tpm:` URI names none and `TPM2TOOLS_TCTI` / `TCTI` are unset: the
+/// kernel's resource-managed TPM device.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+
+/// A `tpm:` key URI: a persistent key in a TPM 2.0, reached through a TCTI.
+///
+/// Form: `tpm:handle=<persistent handle, hex or decimal>[?tcti=<TCTI configuration>]`, e.g.
+/// `tpm:handle=0x81020001?tcti=swtpm:path=/run/swtpm/sock`. Without `tcti=`, the environment's
+/// `TPM2TOOLS_TCTI` or `TCTI`, else [`DEFAULT_TCTI`]. brski keeps keys at persistent handles
+/// (never as blobs on disk) so a key is addressed the same way by every process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmUri {
+    /// The persistent handle (0x81000000..=0x81FFFFFF).
+    pub handle: u32,
+    /// The TCTI configuration string, when the URI gives one.
+    pub tcti: Option<String>,
+}
+
+impl TpmUri {
+    /// A URI for `handle` reached through `tcti`.
+    pub fn new(handle: u32, tcti: &str) -> Self {
+        TpmUri { handle, tcti: Some(tcti.to_string()) }
+    }
+
+    /// The TCTI to open: the URI's, else the environment's, else [`DEFAULT_TCTI`].
+    pub fn tcti(&self) -> String {
+        self.tcti
+            .clone()
+            .or_else(|| std::env::var("TPM2TOOLS_TCTI").ok())
+            .or_else(|| std::env::var("TCTI").ok())
+            .unwrap_or_else(|| DEFAULT_TCTI.to_string())
+    }
+
+    fn parse(s: &str) -> Result<Self, KeyError> {
+        let bad = |why: &str| KeyError::UnsupportedUri(format!("{s} ({why})"));
+        let rest = s.strip_prefix("tpm:").ok_or_else(|| bad("not a tpm: URI"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut handle = None;
+        for attr in path.split(';').filter(|a| !a.is_empty()) {
+            match attr.split_once('=') {
+                Some(("handle", v)) => handle = Some(parse_handle(v).ok_or_else(|| bad("bad handle"))?),
+                _ => return Err(bad("the path has only handle=")),
+            }
+        }
+        let handle = handle.ok_or_else(|| bad("name the key with handle=0x81......"))?;
+        if !(0x8100_0000..=0x81FF_FFFF).contains(&handle) {
+            return Err(bad("handle is not a persistent handle (0x81000000..0x81FFFFFF)"));
+        }
+        let mut tcti = None;
+        for attr in query.split('&').filter(|a| !a.is_empty()) {
+            match attr.split_once('=') {
+                Some(("tcti", v)) if !v.is_empty() => {
+                    let bytes = pct_decode(v).ok_or_else(|| bad("bad percent-encoding in tcti"))?;
+                    tcti = Some(String::from_utf8(bytes).map_err(|_| bad("tcti is not UTF-8"))?);
+                }
+                _ => return Err(bad("the query has only tcti=")),
+            }
+        }
+        Ok(TpmUri { handle, tcti })
+    }
+}
+
+fn parse_handle(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+impl std::fmt::Display for TpmUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tpm:handle=0x{:08x}", self.handle)?;
+        match &self.tcti {
+            Some(t) => write!(f, "?tcti={}", t.replace('%', "%25").replace('&', "%26").replace('#', "%23")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Where the user PIN of a PKCS#11 token comes from.
@@ -235,6 +316,7 @@ impl std::str::FromStr for KeyUri {
                 Ok(KeyUri::File(PathBuf::from(path)))
             }
             Some(("pkcs11", _)) => Ok(KeyUri::Pkcs11(Pkcs11Uri::parse(s)?)),
+            Some(("tpm", _)) => Ok(KeyUri::Tpm(TpmUri::parse(s)?)),
             _ => Err(KeyError::UnsupportedUri(redact_pin(s))),
         }
     }
@@ -245,6 +327,7 @@ impl std::fmt::Display for KeyUri {
         match self {
             KeyUri::File(p) => write!(f, "file:{}", p.display()),
             KeyUri::Pkcs11(u) => u.fmt(f),
+            KeyUri::Tpm(u) => u.fmt(f),
         }
     }
 }
@@ -259,6 +342,13 @@ pub fn load_signer(uri: &str) -> Result<Box<dyn Signer>, KeyError> {
         KeyUri::Pkcs11(u) => Err(KeyError::Pkcs11 {
             uri: u.to_string(),
             detail: "this build has no PKCS#11 support (build with the 'pkcs11' feature)".to_string(),
+        }),
+        #[cfg(feature = "tpm")]
+        KeyUri::Tpm(u) => Ok(Box::new(crate::tpm::TpmSigner::open(&u)?)),
+        #[cfg(not(feature = "tpm"))]
+        KeyUri::Tpm(u) => Err(KeyError::Tpm {
+            uri: u.to_string(),
+            detail: "this build has no TPM support (build with the 'tpm' feature)".to_string(),
         }),
     }
 }
@@ -306,6 +396,22 @@ mod tests {
             let e = bad.parse::<KeyUri>().unwrap_err().to_string();
             assert!(!e.contains("s3cret"), "{e}");
             assert!(e.contains("pin-value=***"), "{e}");
+        }
+    }
+
+    #[test]
+    fn parses_tpm_uris() {
+        let u: KeyUri = "tpm:handle=0x81020001?tcti=swtpm:path=/run/s%26t/sock".parse().unwrap();
+        let KeyUri::Tpm(t) = &u else { panic!("not tpm") };
+        assert_eq!(t.handle, 0x8102_0001);
+        assert_eq!(t.tcti.as_deref(), Some("swtpm:path=/run/s&t/sock"));
+        assert_eq!(u.to_string().parse::<KeyUri>().unwrap(), u);
+        let KeyUri::Tpm(d) = "tpm:handle=2164391938".parse().unwrap() else { panic!("not tpm") };
+        assert_eq!((d.handle, d.tcti), (0x8102_0002, None));
+        for bad in
+            ["tpm:", "tpm:handle=0x80000001", "tpm:handle=zz", "tpm:handle=0x81000001?x=1", "tpm:key=1"]
+        {
+            assert!(bad.parse::<KeyUri>().is_err(), "{bad}");
         }
     }
 

@@ -11,11 +11,9 @@ fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
 }
 
+/// A new token labelled `label`, or `None` (after a loud notice) without SoftHSM.
 fn token(label: &str) -> Option<SoftHsmToken> {
-    if !tests::peer("softhsm2-util") || !SoftHsmToken::available() {
-        return None;
-    }
-    Some(SoftHsmToken::create(label).expect("create a SoftHSM token"))
+    tests::softhsm_token(label)
 }
 
 #[test]

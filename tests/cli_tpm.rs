@@ -88,3 +88,15 @@ fn without_the_tpm_feature_masa_idevid_tpm_says_how_to_get_it() {
     assert!(err.contains("without TPM support") && err.contains("--features tpm"), "{err}");
     assert!(!tmp.path().join("dev").exists(), "nothing written");
 }
+
+/// The default build links no TPM (or PKCS#11) library; the `tpm` build links libtss2-esys.
+#[test]
+fn only_the_tpm_build_links_libtss2() {
+    if !tests::peer("ldd") {
+        return;
+    }
+    let out = tests::run_ok(std::path::Path::new("."), "ldd", &[env!("CARGO_BIN_EXE_brski")]);
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(!libs.contains("softhsm") && !libs.contains("p11"), "PKCS#11 modules are dlopen()ed: {libs}");
+    assert_eq!(libs.contains("libtss2-esys"), cfg!(feature = "tpm"), "{libs}");
+}

@@ -5,25 +5,32 @@
 use crate::OwnerError;
 use serde::Deserialize;
 use shared::agent::{check_owner_id, check_trust_domain};
+use shared::keys::{redact_pin, KeyUri};
 use std::path::{Path, PathBuf};
 
 /// The configuration file's name inside the owner directory.
 pub const CONFIG_FILE: &str = "owner.toml";
-/// The private key (PKCS#8 PEM, 0600).
+/// The private key `init` generates (PKCS#8 PEM, 0600), used unless `key` names another.
 pub const KEY_FILE: &str = "owner.key";
+/// The key URI used when `owner.toml` has no `key`.
+pub const DEFAULT_KEY_URI: &str = "file:owner.key";
 /// The self-signed owner certificate (TLS client certificate, gateway `x5c`).
 pub const CERT_FILE: &str = "owner.pem";
 /// The public key to provision at the Identity Server.
 pub const PUBLIC_FILE: &str = "owner-public.pem";
 
-/// `owner.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+/// `owner.toml` as written. `Debug` shows `key` with any PIN redacted.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerConfig {
     /// The owner id (`mailto:`, `https://`, `wimse://<td>/owner/<name>`).
     pub id: String,
     /// The key id the Identity Server knows this key by (`kid` of `[[owner]]`).
     pub kid: String,
+    /// The owner key as a key URI: `file:<path>` (relative to the owner directory) or
+    /// `pkcs11:<RFC 7512 URI>` for a key in a token. Default: [`DEFAULT_KEY_URI`].
+    #[serde(default)]
+    pub key: Option<String>,
     /// The trust domain (OA `aud`); the ACR audience is `wimse://<trust_domain>`.
     #[serde(default)]
     pub trust_domain: Option<String>,
@@ -39,6 +46,21 @@ pub struct OwnerConfig {
     /// The gateway (model 2).
     #[serde(default)]
     pub gateway: GatewaySection,
+}
+
+impl std::fmt::Debug for OwnerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerConfig")
+            .field("id", &self.id)
+            .field("kid", &self.kid)
+            .field("key", &self.key.as_deref().map(redact_pin))
+            .field("trust_domain", &self.trust_domain)
+            .field("spiffe", &self.spiffe)
+            .field("server", &self.server)
+            .field("domain_ca", &self.domain_ca)
+            .field("gateway", &self.gateway)
+            .finish()
+    }
 }
 
 /// `[gateway]`: the owner gateway's listener and rules.
@@ -110,6 +132,9 @@ impl OwnerConfig {
     pub fn check(&self) -> Result<(), String> {
         check_owner_id(&self.id).map_err(|e| format!("id: {e}"))?;
         check_kid(&self.kid).map_err(|e| format!("kid: {e}"))?;
+        if let Some(k) = &self.key {
+            k.parse::<KeyUri>().map_err(|e| format!("key: {e}"))?;
+        }
         if let Some(td) = &self.trust_domain {
             check_trust_domain(td).map_err(|e| format!("trust_domain: {e}"))?;
         }
@@ -132,9 +157,29 @@ impl OwnerConfig {
         Ok(format!("{scheme}://{}", self.trust_domain()?))
     }
 
+    /// The owner key's URI as written (`key`, else [`DEFAULT_KEY_URI`]); may hold a PIN, so
+    /// show it with [`redact_pin`].
+    pub fn key_uri(&self) -> &str {
+        self.key.as_deref().unwrap_or(DEFAULT_KEY_URI)
+    }
+
+    /// The owner key's URI to load: a relative `file:` path resolved against `dir`, any
+    /// other URI as written.
+    pub fn resolved_key_uri(&self, dir: &Path) -> String {
+        resolve_key_uri(dir, self.key_uri())
+    }
+
     /// `domain_ca`, resolved against `dir`.
     pub fn domain_ca_path(&self, dir: &Path) -> Option<PathBuf> {
         self.domain_ca.as_ref().map(|p| if p.is_absolute() { p.clone() } else { dir.join(p) })
+    }
+}
+
+/// `uri` with a relative `file:` path resolved against `dir`; other URIs unchanged.
+pub fn resolve_key_uri(dir: &Path, uri: &str) -> String {
+    match uri.parse::<KeyUri>() {
+        Ok(KeyUri::File(p)) if p.is_relative() => format!("file:{}", dir.join(p).display()),
+        _ => uri.to_string(),
     }
 }
 
@@ -159,6 +204,7 @@ pub fn trust_domain_of(issuance_uri: &str) -> &str {
 pub fn render(
     id: &str,
     kid: &str,
+    key: Option<&str>,
     trust_domain: Option<&str>,
     server: Option<&str>,
     domain_ca: Option<&str>,
@@ -166,6 +212,10 @@ pub fn render(
     let opt = |k: &str, v: Option<&str>, example: &str| match v {
         Some(v) => format!("{k} = {}\n", toml_str(v)),
         None => format!("# {k} = \"{example}\"\n"),
+    };
+    let key = match key {
+        Some(k) => format!("key = {}\n", toml_str(k)),
+        None => format!("# key = \"{DEFAULT_KEY_URI}\"   # the default\n"),
     };
     let agents = match trust_domain {
         Some(td) => format!("agents = [{}]", toml_str(&format!("wimse://{td}/agent/*"))),
@@ -176,6 +226,10 @@ pub fn render(
          # Relative paths are relative to this directory.\n\n\
          # The owner id (URI SAN of owner.pem) and the key id the Identity Server knows the key by.\n\
          id = {}\nkid = {}\n\n\
+         # The owner key as a key URI (owner.pem carries its public key): file:<path> (PKCS#8 PEM,\n\
+         # mode 0600, relative to this directory), or pkcs11:<RFC 7512 URI> for a key in a token,\n\
+         # e.g. \"pkcs11:token=owner;object=owner-key;type=private?pin-source=file:/etc/brski/owner.pin\".\n\
+         {key}\n\
          # The trust domain: OA aud, and wimse://<trust_domain> is the ACR audience.\n{}\
          # spiffe = true   # spiffe:// instead of wimse:// issuance URIs\n\n\
          # The Identity Server (registrar) and the domain CA that verifies it and its challenges.\n{}{}\n\
@@ -208,15 +262,37 @@ mod tests {
 
     #[test]
     fn rendered_config_parses_with_and_without_options() {
-        let text = render("mailto:a@example.com", "a-1", Some("campus.example"), None, Some("ca.pem"));
+        let text = render("mailto:a@example.com", "a-1", None, Some("campus.example"), None, Some("ca.pem"));
         let cfg: OwnerConfig = toml::from_str(&text).unwrap();
         cfg.check().unwrap();
         assert_eq!(cfg.issuance_uri().unwrap(), "wimse://campus.example");
         assert_eq!(cfg.gateway.agents, vec!["wimse://campus.example/agent/*".to_string()]);
         let cfg: OwnerConfig =
-            toml::from_str(&render("mailto:a@example.com", "a", None, None, None)).unwrap();
+            toml::from_str(&render("mailto:a@example.com", "a", None, None, None, None)).unwrap();
         assert!(cfg.trust_domain().is_err());
+        assert_eq!(cfg.key, None);
+        assert_eq!(cfg.resolved_key_uri(Path::new("/o")), "file:/o/owner.key");
         assert!(check_kid("a b").is_err());
         assert_eq!(trust_domain_of("wimse://campus.example"), "campus.example");
+    }
+
+    #[test]
+    fn key_uris_resolve_against_the_owner_directory() {
+        let uri = "pkcs11:token=owner;object=k;type=private?pin-source=file:/run/pin";
+        let text = render("mailto:a@example.com", "a", Some(uri), None, None, None);
+        let cfg: OwnerConfig = toml::from_str(&text).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(cfg.key_uri(), uri);
+        assert_eq!(cfg.resolved_key_uri(Path::new("/o")), uri);
+        let dir = Path::new("/o");
+        assert_eq!(resolve_key_uri(dir, "file:keys/k.pem"), "file:/o/keys/k.pem");
+        assert_eq!(resolve_key_uri(dir, "file:/abs/k.pem"), "file:/abs/k.pem");
+        assert_eq!(resolve_key_uri(dir, "file:///abs/k.pem"), "file:///abs/k.pem");
+        let bad: OwnerConfig =
+            toml::from_str("id = \"mailto:a@example.com\"\nkid = \"a\"\nkey = \"pkcs11:?pin-value=s3cret\"")
+                .unwrap();
+        let e = bad.check().unwrap_err();
+        assert!(e.starts_with("key: ") && !e.contains("s3cret"), "{e}");
+        assert!(!format!("{bad:?}").contains("s3cret"));
     }
 }

@@ -1,12 +1,12 @@
 //! The owner's loaded identity: configuration, private key and certificate, and the mTLS
 //! client it uses towards the Identity Server.
 
-use crate::config::{OwnerConfig, CERT_FILE, KEY_FILE};
+use crate::config::{OwnerConfig, CERT_FILE};
 use crate::OwnerError;
 use est::client::{EstClient, EstConnection};
 use est::tls::{client_config, ServerTrust};
 use shared::b64;
-use shared::keys::{load_key_file, Signer, SoftwareKey};
+use shared::keys::{load_signer, redact_pin, Algorithm, Signer};
 use shared::pki;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +23,8 @@ pub struct OwnerIdentity {
     pub dir: PathBuf,
     /// `owner.toml`.
     pub config: OwnerConfig,
-    /// The owner key.
-    pub key: Arc<SoftwareKey>,
+    /// The owner key (a file or a token key, named by `key` of `owner.toml`).
+    pub key: Arc<dyn Signer>,
     /// The owner certificate (its key is `key`).
     pub cert: Certificate,
 }
@@ -36,10 +36,12 @@ impl std::fmt::Debug for OwnerIdentity {
 }
 
 impl OwnerIdentity {
-    /// Loads `owner.toml`, `owner.key` (refused unless 0600-like) and `owner.pem`.
+    /// Loads `owner.toml`, the owner key it names (default `owner.key`, refused unless
+    /// 0600-like; a `pkcs11:` key is opened in its token) and `owner.pem`, which must carry
+    /// that key.
     pub fn load(dir: &Path) -> Result<Self, OwnerError> {
         let config = OwnerConfig::load(dir)?;
-        let key = Arc::new(load_key_file(&dir.join(KEY_FILE))?);
+        let key = open_owner_key(&config.resolved_key_uri(dir))?;
         let cert_path = dir.join(CERT_FILE);
         let pem = std::fs::read(&cert_path).map_err(OwnerError::io(&cert_path))?;
         let cert = pki::certs_from_pem(&pem)?
@@ -48,8 +50,9 @@ impl OwnerIdentity {
             .ok_or_else(|| OwnerError::Config(format!("{}: no certificate", cert_path.display())))?;
         if pki::spki_der(&cert) != key.public_key_der() {
             return Err(OwnerError::Config(format!(
-                "{} does not carry the key of {KEY_FILE}",
-                cert_path.display()
+                "{} does not carry the owner key {}",
+                cert_path.display(),
+                redact_pin(config.key_uri())
             )));
         }
         Ok(OwnerIdentity { dir: dir.to_path_buf(), config, key, cert })
@@ -81,11 +84,26 @@ impl OwnerIdentity {
 
     /// Opens an mTLS connection to `server` (trusted through `ca`) with the owner certificate.
     pub async fn connect(&self, server: &str, ca: &[Certificate]) -> Result<EstConnection, OwnerError> {
-        let key: Arc<dyn Signer> = self.key.clone();
-        let tls = client_config(&ServerTrust::Explicit(ca.to_vec()), Some((vec![self.cert.clone()], key)))
-            .map_err(|e| OwnerError::Tls(e.to_string()))?;
+        let tls = client_config(
+            &ServerTrust::Explicit(ca.to_vec()),
+            Some((vec![self.cert.clone()], self.key.clone())),
+        )
+        .map_err(|e| OwnerError::Tls(e.to_string()))?;
         let client = EstClient::new(server, None, tls)?.with_timeout(SERVER_TIMEOUT);
         Ok(client.connect().await?)
+    }
+}
+
+/// Opens the owner key `uri` names (relative `file:` paths already resolved) and refuses
+/// algorithms other than P-256 and Ed25519. Errors name the URI with any PIN redacted.
+pub fn open_owner_key(uri: &str) -> Result<Arc<dyn Signer>, OwnerError> {
+    let key: Arc<dyn Signer> = Arc::from(load_signer(uri)?);
+    match key.algorithm() {
+        Algorithm::Es256 | Algorithm::EdDsa => Ok(key),
+        other => Err(OwnerError::Config(format!(
+            "owner key {}: a {other} key; owner keys are P-256 (ES256) or Ed25519 (EdDSA)",
+            redact_pin(uri)
+        ))),
     }
 }
 

@@ -1,12 +1,12 @@
 //! `brski owner init`: a new owner directory. Never overwrites anything.
 
 use crate::config::{self, CERT_FILE, CONFIG_FILE, KEY_FILE, PUBLIC_FILE};
-use crate::identity::cert_hash;
+use crate::identity::{cert_hash, open_owner_key};
 use crate::OwnerError;
 use const_oid::db::rfc5280::{ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH};
 use shared::agent::check_owner_id;
 use shared::agent::jwk::spki_thumbprint;
-use shared::keys::{generate_key_file, Algorithm, Signer, SoftwareKey};
+use shared::keys::{generate_key_file, redact_pin, Algorithm, KeyUri, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,8 +22,12 @@ pub struct InitOptions {
     pub id: String,
     /// The key id (default: `owner-` and the first 8 characters of the key's thumbprint).
     pub kid: Option<String>,
-    /// P-256 (`Es256`) or Ed25519 (`EdDsa`).
+    /// P-256 (`Es256`) or Ed25519 (`EdDsa`) for the generated `owner.key` (unused with `key`).
     pub alg: Algorithm,
+    /// An existing owner key as a key URI (e.g. `pkcs11:...` for a key in a token) instead of
+    /// a new `owner.key`; written to the configuration as `key`. A relative `file:` path is
+    /// relative to the current directory and written absolute.
+    pub key: Option<String>,
     /// The trust domain, written to the configuration.
     pub trust_domain: Option<String>,
     /// The Identity Server URL, written to the configuration.
@@ -39,54 +43,99 @@ pub struct InitOptions {
 pub struct InitReport {
     /// The key id.
     pub kid: String,
-    /// Files written: key, certificate, public key, configuration.
-    pub files: [PathBuf; 4],
+    /// Files written: the key (unless `key` named one), certificate, public key, configuration.
+    pub files: Vec<PathBuf>,
+    /// The owner key's URI, PIN redacted (`file:owner.key` for a generated key).
+    pub key_uri: String,
     /// b64url SHA-256 of the owner certificate (proxies pin the gateway by it).
     pub cert_sha256: String,
     /// The `[[owner]]` entry for the registrar's `agent-policy.toml`.
     pub policy_snippet: String,
 }
 
-/// Creates the owner directory: key (0600), self-signed certificate, public key, config.
+/// Creates the owner directory: key (0600) or the existing key `key` names, self-signed
+/// certificate, public key, config.
 pub fn init(o: &InitOptions) -> Result<InitReport, OwnerError> {
     check_owner_id(&o.id)?;
-    if !matches!(o.alg, Algorithm::Es256 | Algorithm::EdDsa) {
+    if o.key.is_none() && !matches!(o.alg, Algorithm::Es256 | Algorithm::EdDsa) {
         return Err(OwnerError::Config("owner keys are p256 or ed25519".into()));
     }
-    let files = [KEY_FILE, CERT_FILE, PUBLIC_FILE, CONFIG_FILE].map(|f| o.dir.join(f));
-    if let Some(f) = files.iter().find(|f| f.exists()) {
+    let [key_file, cert_file, public_file, config_file] =
+        [KEY_FILE, CERT_FILE, PUBLIC_FILE, CONFIG_FILE].map(|f| o.dir.join(f));
+    let all = [&key_file, &cert_file, &public_file, &config_file];
+    if let Some(f) = all.iter().find(|f| f.exists()) {
         return Err(OwnerError::Config(format!("{} exists; refusing to overwrite an owner", f.display())));
     }
     if let Some(k) = &o.kid {
         config::check_kid(k).map_err(|e| OwnerError::Config(format!("--kid {e}")))?;
     }
+    // An existing key is opened (PIN, algorithm) before anything is written.
+    let existing = match &o.key {
+        Some(uri) => {
+            let uri = absolute_file_uri(uri)?;
+            let key = open_owner_key(&uri)?;
+            Some((key, uri))
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&o.dir).map_err(OwnerError::io(&o.dir))?;
-    let key = Arc::new(generate_key_file(&files[0], o.alg)?);
+    let mut files = Vec::with_capacity(4);
+    let (key, key_uri): (Arc<dyn Signer>, Option<String>) = match existing {
+        Some((key, uri)) => (key, Some(uri)),
+        None => {
+            let key = Arc::new(generate_key_file(&key_file, o.alg)?);
+            files.push(key_file);
+            (key, None)
+        }
+    };
     let kid = match &o.kid {
         Some(k) => k.clone(),
         None => format!("owner-{}", &spki_thumbprint(&key.public_key_der())?[..8]),
     };
     let cert = self_signed(&key, &kid, &o.id, o.validity)?;
-    write_new(&files[1], pki::cert_to_pem(&cert)?.as_bytes())?;
-    write_new(&files[2], public_pem(&key.public_key_der())?.as_bytes())?;
+    write_new(&cert_file, pki::cert_to_pem(&cert)?.as_bytes(), false)?;
+    files.push(cert_file);
+    write_new(&public_file, public_pem(&key.public_key_der())?.as_bytes(), false)?;
     // The configuration resolves relative paths against the owner directory: write the CA
     // file as an absolute path when it exists.
     let domain_ca = o
         .domain_ca
         .as_ref()
         .map(|p| std::fs::canonicalize(p).map(|c| c.display().to_string()).unwrap_or_else(|_| p.clone()));
-    let text =
-        config::render(&o.id, &kid, o.trust_domain.as_deref(), o.server.as_deref(), domain_ca.as_deref());
-    write_new(&files[3], text.as_bytes())?;
-    let public = std::fs::canonicalize(&files[2]).unwrap_or_else(|_| files[2].clone());
+    let text = config::render(
+        &o.id,
+        &kid,
+        key_uri.as_deref(),
+        o.trust_domain.as_deref(),
+        o.server.as_deref(),
+        domain_ca.as_deref(),
+    );
+    // A PIN written into the URI makes the configuration a secret: readable by its owner only.
+    let secret = key_uri.as_deref().is_some_and(|u| redact_pin(u) != u);
+    write_new(&config_file, text.as_bytes(), secret)?;
+    let public = std::fs::canonicalize(&public_file).unwrap_or_else(|_| public_file.clone());
+    files.extend([public_file, config_file]);
     let policy_snippet = policy_snippet(&o.id, &kid, &public, o.trust_domain.as_deref());
-    Ok(InitReport { kid, cert_sha256: cert_hash(&cert), files, policy_snippet })
+    let key_uri = redact_pin(key_uri.as_deref().unwrap_or(config::DEFAULT_KEY_URI));
+    Ok(InitReport { kid, cert_sha256: cert_hash(&cert), files, key_uri, policy_snippet })
+}
+
+/// `uri` with a relative `file:` path made absolute against the current directory (the
+/// configuration would resolve it against the owner directory).
+fn absolute_file_uri(uri: &str) -> Result<String, OwnerError> {
+    match uri.parse::<KeyUri>()? {
+        KeyUri::File(p) if p.is_relative() => {
+            let abs = std::path::absolute(&p).map_err(OwnerError::io(&p))?;
+            Ok(format!("file:{}", abs.display()))
+        }
+        _ => Ok(uri.to_string()),
+    }
 }
 
 /// A self-signed end-entity certificate (clientAuth + serverAuth) for `key`, subject
 /// `CN=<kid>`, with the owner id as its one URI SAN.
 pub fn self_signed(
-    key: &Arc<SoftwareKey>,
+    key: &Arc<dyn Signer>,
     kid: &str,
     owner_id: &str,
     validity: Duration,
@@ -107,10 +156,16 @@ fn public_pem(spki_der: &[u8]) -> Result<String, OwnerError> {
         .map_err(|e| OwnerError::Config(format!("PEM: {e}")))
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), OwnerError> {
+/// Writes a new file (never overwriting); mode 0600 when `secret`.
+fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), OwnerError> {
     use std::io::Write;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(OwnerError::io(path))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    if secret {
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(OwnerError::io(path))?;
     f.write_all(bytes).map_err(OwnerError::io(path))
 }
 
@@ -142,6 +197,7 @@ mod tests {
             id: "mailto:alice@example.com".into(),
             kid: None,
             alg: Algorithm::EdDsa,
+            key: None,
             trust_domain: Some("campus.example".into()),
             server: None,
             domain_ca: None,
@@ -157,5 +213,54 @@ mod tests {
             .unwrap();
         assert!(r.policy_snippet.contains("kid = \"owner-"));
         assert!(matches!(init(&o), Err(OwnerError::Config(m)) if m.contains("refusing")));
+    }
+
+    #[test]
+    fn init_with_an_existing_key_writes_no_key_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("kept.pem");
+        let key = shared::keys::generate_key_file(&key_path, Algorithm::Es256).unwrap();
+        let o = InitOptions {
+            dir: dir.path().join("alice"),
+            id: "mailto:alice@example.com".into(),
+            kid: Some("alice-1".into()),
+            alg: Algorithm::EdDsa,
+            key: Some(format!("file:{}", key_path.display())),
+            trust_domain: None,
+            server: None,
+            domain_ca: None,
+            validity: Duration::from_secs(86400),
+        };
+        let r = init(&o).unwrap();
+        assert!(!o.dir.join(KEY_FILE).exists());
+        assert_eq!(r.files.len(), 3);
+        assert_eq!(r.key_uri, format!("file:{}", key_path.display()));
+        let id = crate::OwnerIdentity::load(&o.dir).unwrap();
+        assert_eq!(id.config.key.as_deref(), Some(r.key_uri.as_str()));
+        assert_eq!(id.key.public_key_der(), key.public_key_der());
+        assert_eq!(id.key.algorithm(), Algorithm::Es256, "the key's algorithm, not --alg");
+        assert_eq!(pki::spki_der(&id.cert), key.public_key_der());
+        let public = std::fs::read_to_string(o.dir.join(PUBLIC_FILE)).unwrap();
+        assert_eq!(der::pem::decode_vec(public.as_bytes()).unwrap().1, key.public_key_der());
+
+        // Another key behind the same owner.pem is refused on load.
+        std::fs::remove_file(&key_path).unwrap();
+        shared::keys::generate_key_file(&key_path, Algorithm::Es256).unwrap();
+        let e = crate::OwnerIdentity::load(&o.dir).unwrap_err().to_string();
+        assert!(e.contains("does not carry the owner key file:"), "{e}");
+
+        // A relative file: path on the command line is relative to the current directory.
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute_file_uri("file:k.pem").unwrap(), format!("file:{}", cwd.join("k.pem").display()));
+        assert_eq!(absolute_file_uri("file:/k.pem").unwrap(), "file:/k.pem");
+
+        // A P-384 key is not an owner key; nothing is written.
+        let p384 = dir.path().join("p384.pem");
+        shared::keys::generate_key_file(&p384, Algorithm::Es384).unwrap();
+        let o =
+            InitOptions { dir: dir.path().join("bob"), key: Some(format!("file:{}", p384.display())), ..o };
+        let e = init(&o).unwrap_err().to_string();
+        assert!(e.contains("P-256 (ES256) or Ed25519") && e.contains("ES384"), "{e}");
+        assert!(!o.dir.exists());
     }
 }

@@ -1,8 +1,9 @@
 //! The agent **owner** (docs/agent-issuance.md): a person, HSM or policy engine whose public
 //! key the Identity Server holds as an owner trust anchor (`[[owner]]` in its agent policy).
 //!
-//! - [`init`]: the owner directory: `owner.key` (0600), a self-signed `owner.pem` carrying
-//!   the owner id as URI SAN, `owner-public.pem` to provision at the server, and `owner.toml`.
+//! - [`init`]: the owner directory: `owner.key` (0600) or an existing key named by a key URI
+//!   (`pkcs11:` for a key in a token), a self-signed `owner.pem` carrying the owner id as URI
+//!   SAN, `owner-public.pem` to provision at the server, and `owner.toml`.
 //! - [`sign`]: model 1 (agent-mediated): review an ACR the agent shows and sign an OA over it.
 //! - [`respond`]: model 3 (server-mediated): poll the server's challenges over mTLS, verify
 //!   each against the domain CA, and answer with an OA.
@@ -14,7 +15,8 @@
 //!
 //! ```text
 //! owner.toml         configuration (commented; written by `brski owner init`)
-//! owner.key          the owner's private key, PKCS#8 PEM, mode 0600
+//! owner.key          the owner's private key, PKCS#8 PEM, mode 0600 (absent when `key` in
+//!                    owner.toml names another key, e.g. a `pkcs11:` URI)
 //! owner.pem          self-signed certificate: TLS client certificate and gateway x5c
 //! owner-public.pem   SubjectPublicKeyInfo PEM, to provision at the Identity Server
 //! gateway/pending/   model 2 requests waiting for `brski owner gateway approve|deny`

@@ -89,3 +89,22 @@ fn sec1_pem_from_openssl_style_vectors_loads() {
     assert_eq!(shared::pki::spki_der(&cert[0]), key.public_key_der());
     assert!(SoftwareKey::from_pem("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n").is_err());
 }
+
+#[test]
+fn p256_signatures_verify_with_rustcrypto_whichever_library_signed() {
+    // With the default feature the signature is made in aws-lc; RustCrypto must accept it, for
+    // a generated key and for one loaded back from PKCS#8, and must refuse it for other bytes.
+    let generated = SoftwareKey::generate(Algorithm::Es256).unwrap();
+    let loaded = SoftwareKey::from_pkcs8_der(&generated.to_pkcs8_der().unwrap()).unwrap();
+    let spki = generated.public_key_der();
+    let vk = <p256::ecdsa::VerifyingKey as p256::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
+    for (i, key) in [&generated, &loaded].into_iter().enumerate() {
+        let msg = format!("message {i}");
+        let raw = key.sign(msg.as_bytes()).unwrap();
+        assert_eq!(raw.len(), 64, "r || s");
+        let sig = p256::ecdsa::Signature::from_slice(&raw).unwrap();
+        use p256::ecdsa::signature::Verifier;
+        vk.verify(msg.as_bytes(), &sig).unwrap();
+        assert!(vk.verify(b"other", &sig).is_err());
+    }
+}

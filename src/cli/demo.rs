@@ -190,6 +190,7 @@ pub(super) fn owner_dir(dir: &Path, name: &str, id: &str) -> anyhow::Result<Path
             id: id.into(),
             kid: Some(format!("{name}-1")),
             alg: Algorithm::Es256,
+            key: None,
             trust_domain: Some(TRUST_DOMAIN.into()),
             server: None,
             domain_ca: None,

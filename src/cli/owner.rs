@@ -19,8 +19,9 @@ use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum OwnerCommand {
-    /// Create an owner directory: owner.key (0600), a self-signed owner.pem with the owner id
-    /// as URI SAN, owner-public.pem and owner.toml; print the [[owner]] policy entry.
+    /// Create an owner directory: owner.key (0600) or an existing key (--key URI), a
+    /// self-signed owner.pem with the owner id as URI SAN, owner-public.pem and owner.toml;
+    /// print the [[owner]] policy entry.
     Init(InitArgs),
     /// Model 1: review an agent's ACR and sign an owner approval (OA) over it.
     Sign(SignArgs),
@@ -42,9 +43,15 @@ pub struct InitArgs {
     /// Key id the Identity Server knows the key by (default: owner-<thumbprint prefix>).
     #[arg(long)]
     kid: Option<String>,
-    /// Key algorithm: p256 or ed25519.
+    /// Algorithm of the generated owner.key: p256 or ed25519.
     #[arg(long, default_value = "p256", value_parser = parse_alg)]
     alg: Algorithm,
+    /// Use this existing P-256 or Ed25519 key instead of generating owner.key: a key URI,
+    /// e.g. pkcs11:token=owner;object=owner-key;type=private?pin-source=file:/etc/brski/owner.pin
+    /// (RFC 7512) or file:<path> (relative to the current directory). Written to owner.toml
+    /// as `key`.
+    #[arg(long, value_name = "URI", conflicts_with = "alg")]
+    key: Option<String>,
     /// Trust domain, e.g. campus.example (written to owner.toml).
     #[arg(long)]
     trust_domain: Option<String>,
@@ -210,12 +217,13 @@ fn run_init(a: InitArgs) -> anyhow::Result<ExitCode> {
         id: a.id,
         kid: a.kid,
         alg: a.alg,
+        key: a.key,
         trust_domain: a.trust_domain,
         server: a.server,
         domain_ca: a.domain_ca,
         validity: Duration::from_secs(a.days * 86400),
     })?;
-    println!("owner created (kid {})", r.kid);
+    println!("owner created (kid {}, key {})", r.kid, r.key_uri);
     for f in &r.files {
         println!("  {}", f.display());
     }

@@ -46,6 +46,28 @@ pub async fn postgres_database() -> Option<String> {
     }
 }
 
+/// A new SoftHSM v2 token labelled `label` (see `shared::keys::pkcs11::SoftHsmToken`; the
+/// first one points this process's `SOFTHSM2_CONF` at a temporary token directory, which
+/// `brski` child processes inherit). Without SoftHSM: a loud skip notice and `None`, or a
+/// panic under `BRSKI_REQUIRE_PEERS=1`.
+pub fn softhsm_token(label: &str) -> Option<shared::keys::pkcs11::SoftHsmToken> {
+    use shared::keys::pkcs11::SoftHsmToken;
+    if !peer("softhsm2-util") {
+        return None;
+    }
+    if !SoftHsmToken::available() {
+        assert_ne!(
+            std::env::var("BRSKI_REQUIRE_PEERS").as_deref(),
+            Ok("1"),
+            "BRSKI_REQUIRE_PEERS=1 but the SoftHSM module {} is missing",
+            shared::keys::DEFAULT_PKCS11_MODULE
+        );
+        eprintln!("\n!!!!! SKIPPED: SoftHSM's PKCS#11 module is not installed !!!!!\n");
+        return None;
+    }
+    Some(SoftHsmToken::create(label).expect("create a SoftHSM token"))
+}
+
 /// Runs `program` with `args` in `dir`, returning its output (never panics on exit status).
 pub fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
     Command::new(program)

@@ -406,6 +406,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
         id: GATEWAY.into(),
         kid: Some("gw-1".into()),
         alg: Algorithm::Es256,
+        key: None,
         trust_domain: Some(TD.into()),
         server: None,
         domain_ca: None,

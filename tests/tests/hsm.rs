@@ -13,20 +13,7 @@ use std::path::Path;
 
 /// A new token labelled `label`, or `None` (after a loud notice) without SoftHSM.
 fn token(label: &str) -> Option<SoftHsmToken> {
-    if !tests::peer("softhsm2-util") {
-        return None;
-    }
-    if !SoftHsmToken::available() {
-        assert_ne!(
-            std::env::var("BRSKI_REQUIRE_PEERS").as_deref(),
-            Ok("1"),
-            "BRSKI_REQUIRE_PEERS=1 but the SoftHSM module {} is missing",
-            shared::keys::DEFAULT_PKCS11_MODULE
-        );
-        eprintln!("\n!!!!! SKIPPED: SoftHSM's PKCS#11 module is not installed !!!!!\n");
-        return None;
-    }
-    Some(SoftHsmToken::create(label).expect("create a SoftHSM token"))
+    tests::softhsm_token(label)
 }
 
 /// `openssl verify` accepts the LDevID (first certificate of the file) against the domain CA.

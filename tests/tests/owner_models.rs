@@ -52,6 +52,7 @@ fn new_owner(dir: &Path, name: &str, id: &str, alg: Algorithm) -> OwnerIdentity 
         id: id.into(),
         kid: Some(format!("{name}-1")),
         alg,
+        key: None,
         trust_domain: Some(TD.into()),
         server: None,
         domain_ca: None,
@@ -154,6 +155,69 @@ async fn model_1_the_owner_signs_offline_and_the_proxy_submits() {
     assert!(
         matches!(review(&alice, &acr, &x509_only, now), Err(OwnerError::Refused(m)) if m.contains("wit"))
     );
+}
+
+/// An owner whose key is an Ed25519 key in SoftHSM (`owner init` with a `pkcs11:` key URI):
+/// its model 1 approval is signed in the token and the registrar issues; its model 3 answer
+/// goes over mTLS authenticated by the token key, and the registrar issues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_key_in_softhsm_approves_models_1_and_3() {
+    let Some(t) = tests::softhsm_token("owner-models") else { return };
+    let uri = t.generate("alice", Algorithm::EdDsa).unwrap();
+    let token_spki = shared::keys::load_signer(&uri).unwrap().public_key_der();
+    let dir = tempfile::tempdir().unwrap();
+    let o = InitOptions {
+        dir: dir.path().join("alice"),
+        id: ALICE.into(),
+        kid: Some("alice-1".into()),
+        alg: Algorithm::Es256,
+        key: Some(uri.clone()),
+        trust_domain: Some(TD.into()),
+        server: None,
+        domain_ca: None,
+        validity: Duration::from_secs(86400),
+    };
+    let report = init(&o).unwrap();
+    assert!(!o.dir.join(owner::config::KEY_FILE).exists());
+    assert!(report.key_uri.contains("pin-value=***"), "{}", report.key_uri);
+    let alice = OwnerIdentity::load(&o.dir).unwrap();
+    assert_eq!(alice.key.algorithm(), Algorithm::EdDsa);
+    assert_eq!(alice.key.public_key_der(), token_spki);
+    assert_eq!(pki::spki_der(&alice.cert), token_spki);
+    // The URI holds the PIN (pin-value), so owner.toml is readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(o.dir.join(owner::config::CONFIG_FILE)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "owner.toml holds a PIN: {mode:o}");
+    let gw = new_owner(dir.path(), "gateway", GATEWAY, Algorithm::Es256);
+    let lab = lab(dir.path(), &alice, &gw).await;
+    let mut p = proxy(&lab, "proxy-hsm").await;
+
+    // Model 1: the OA is signed in the token; the proxy submits and the registrar issues.
+    let a = key();
+    let id = agent("hsm-m1");
+    let now = unix_now();
+    let acr = sign_acr(
+        &new_acr_claims(&id, AUD, None, spec(&id, Model::AgentMediated, ALICE), now, 300).unwrap(),
+        &a,
+    )
+    .unwrap();
+    let opts = SignOptions::default();
+    let oa = sign(&alice, &review(&alice, &acr, &opts, now).unwrap(), &opts, now).unwrap();
+    assert!(shared::agent::oa::verify_oa_signature(&oa, &token_spki).is_ok());
+    let nonce = p.nonce().await;
+    let ev = p.evidence(&nonce, &acr, &id);
+    let r = p.post(json!({"acr": acr, "oa": oa, "evidence": ev, "proxy": {"ldevid_sha256": p.hash()}})).await;
+    issued(&r, &id, ALICE, "agent-mediated");
+
+    // Model 3: respond authenticates with owner.pem and the token key, and answers.
+    let id = agent("hsm-m3");
+    let r = p.request(&key(), spec(&id, Model::ServerMediated, ALICE), None).await;
+    assert_eq!(r.status, 202, "{}", r.detail());
+    let pending = json_of(&r)["id"].as_str().unwrap().to_string();
+    let out = respond(&alice, &respond_opts(&lab, false), &mut Decision::Approve).await.unwrap();
+    assert!(out.iter().any(|o| o.id == pending && o.result == OutcomeKind::Approved), "{out:?}");
+    let r = p.conn.get_raw(&format!("/agent/v1/credentials/{pending}"), None).await.unwrap();
+    issued(&r, &id, ALICE, "server-mediated");
 }
 
 fn respond_opts(lab: &Lab, decision_watch: bool) -> RespondOptions {

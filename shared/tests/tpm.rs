@@ -78,4 +78,76 @@ fn an_attestation_key_quotes_pcrs_with_the_nonce_and_cannot_sign_data() {
     public.verify_ecdsa(Hash::Sha256, SigForm::Der, &q.attest, &q.signature).unwrap();
     assert_eq!(&q.attest[..4], &[0xff, 0x54, 0x43, 0x47], "TPM_GENERATED_VALUE");
     assert!(q.attest.windows(32).any(|w| w == nonce), "the nonce is the quote's extraData");
+    checked_by_tpm2_tools(&t, &ak.spki, &q, &nonce);
+}
+
+/// tpm2-tools as an independent verifier: `tpm2_checkquote` accepts the quote (signature by the
+/// AK, the nonce, and the PCR values we report against the quoted digest) and refuses a changed
+/// PCR value; `tpm2_readpublic` shows the keys are TPM-born and the AK restricted.
+fn checked_by_tpm2_tools(t: &SwTpm, ak_spki: &[u8], q: &tpm::TpmQuoteData, nonce: &[u8]) {
+    if !tests_peer("tpm2_checkquote") {
+        return;
+    }
+    use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+    use tss_esapi::structures::{EccParameter, EccSignature, Signature};
+    use tss_esapi::traits::Marshall;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let raw = p256::ecdsa::Signature::from_der(&q.signature).unwrap().to_bytes();
+    let (r, s) = raw.split_at(32);
+    let ecc = EccSignature::create(
+        HashingAlgorithm::Sha256,
+        EccParameter::try_from(r.to_vec()).unwrap(),
+        EccParameter::try_from(s.to_vec()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(path("sig.tss"), Signature::EcDsa(ecc).marshall().unwrap()).unwrap();
+    std::fs::write(path("attest.bin"), &q.attest).unwrap();
+    let pem = der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, ak_spki).unwrap();
+    std::fs::write(path("ak.pem"), pem).unwrap();
+    let values: Vec<u8> = q.pcrs.values().flatten().copied().collect();
+    std::fs::write(path("pcrs.bin"), &values).unwrap();
+    let check = |pcrs: &str| {
+        std::process::Command::new("tpm2_checkquote")
+            .args(["-u", &path("ak.pem"), "-m", &path("attest.bin"), "-s", &path("sig.tss"), "-g", "sha256"])
+            .args(["-f", &path(pcrs), "-l", "sha256:0,7,16", "-q", &hex::encode(nonce)])
+            .output()
+            .unwrap()
+    };
+    let out = check("pcrs.bin");
+    assert!(out.status.success(), "tpm2_checkquote: {}", String::from_utf8_lossy(&out.stderr));
+    let mut tampered = values.clone();
+    tampered[values.len() - 1] ^= 1;
+    std::fs::write(path("tampered.bin"), &tampered).unwrap();
+    assert!(!check("tampered.bin").status.success(), "a changed PCR value does not match the quote");
+
+    let readpublic = |handle: u32| {
+        let out = std::process::Command::new("tpm2_readpublic")
+            .args(["-c", &format!("0x{handle:08x}")])
+            .env("TPM2TOOLS_TCTI", t.tcti())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tpm2_readpublic: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let ak = readpublic(tpm::IAK_HANDLE);
+    assert!(
+        ak.contains("fixedtpm") && ak.contains("sensitivedataorigin") && ak.contains("restricted"),
+        "{ak}"
+    );
+}
+
+/// Like the workspace's `tests::peer`: true when `tool` is installed, else a loud skip notice,
+/// or a panic under `BRSKI_REQUIRE_PEERS=1`.
+fn tests_peer(tool: &str) -> bool {
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var("BRSKI_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "BRSKI_REQUIRE_PEERS=1 but {tool} is not installed"
+        );
+        eprintln!("\n!!!!! SKIPPED: {tool} (package tpm2-tools) is not installed !!!!!\n");
+    }
+    found
 }

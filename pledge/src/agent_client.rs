@@ -21,6 +21,7 @@ use shared::keys::{Signer, SoftwareKey};
 use shared::pki;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest answer read from the Agent API.
@@ -175,17 +176,80 @@ pub enum Submitted {
     },
 }
 
-/// A client of one proxy's Agent API. Each call opens its own connection.
+/// A client of one proxy's Agent API. Connections are kept alive and reused (clones share them),
+/// at most [`MAX_IDLE`] idle at a time; concurrent calls use separate connections.
 #[derive(Debug, Clone)]
 pub struct AgentApiClient {
     endpoint: Endpoint,
     timeout: Duration,
+    idle: Arc<Mutex<Vec<Sender>>>,
 }
+
+/// Most idle kept-alive connections a client holds.
+pub const MAX_IDLE: usize = 16;
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 impl AgentApiClient {
     /// A client for `endpoint`; each exchange must finish within `timeout`.
     pub fn new(endpoint: Endpoint, timeout: Duration) -> Self {
-        AgentApiClient { endpoint, timeout }
+        AgentApiClient { endpoint, timeout, idle: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    /// An idle connection that is still open, if any.
+    fn reuse(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender` for the next call.
+    fn put_back(&self, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if !sender.is_closed() && idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, AgentClientError> {
+        let cerr = |e: &dyn std::fmt::Display| AgentClientError::Connect {
+            endpoint: self.endpoint.to_string(),
+            detail: e.to_string(),
+        };
+        match &self.endpoint {
+            Endpoint::Unix(p) => {
+                handshake(tokio::net::UnixStream::connect(p).await.map_err(|e| cerr(&e))?).await
+            }
+            Endpoint::Tcp(a) => {
+                handshake(tokio::net::TcpStream::connect(a).await.map_err(|e| cerr(&e))?).await
+            }
+        }
+    }
+
+    /// Sends `req` on a kept-alive connection, or a new one; a request that a reused connection
+    /// could not even start to send (the proxy closed it meanwhile) goes out on a new one.
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(Sender, hyper::Response<hyper::body::Incoming>), AgentClientError> {
+        let http = |e: &dyn std::fmt::Display| AgentClientError::Http(e.to_string());
+        let req = match self.reuse() {
+            Some(mut sender) => match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(http(&e.into_error())),
+                },
+            },
+            None => req,
+        };
+        let mut sender = self.connect().await?;
+        let resp = sender.send_request(req).await.map_err(|e| http(&e))?;
+        Ok((sender, resp))
     }
 
     /// The endpoint.
@@ -193,7 +257,7 @@ impl AgentApiClient {
         &self.endpoint
     }
 
-    /// One request on a new connection.
+    /// One request (on a kept-alive connection when one is idle).
     pub async fn call(
         &self,
         method: Method,
@@ -211,20 +275,6 @@ impl AgentApiClient {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<ApiReply, AgentClientError> {
-        let cerr = |e: &dyn std::fmt::Display| AgentClientError::Connect {
-            endpoint: self.endpoint.to_string(),
-            detail: e.to_string(),
-        };
-        let mut sender = match &self.endpoint {
-            Endpoint::Unix(p) => {
-                let s = tokio::net::UnixStream::connect(p).await.map_err(|e| cerr(&e))?;
-                handshake(s).await?
-            }
-            Endpoint::Tcp(a) => {
-                let s = tokio::net::TcpStream::connect(a).await.map_err(|e| cerr(&e))?;
-                handshake(s).await?
-            }
-        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -238,13 +288,14 @@ impl AgentApiClient {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(payload)).map_err(|e| AgentClientError::Http(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| AgentClientError::Http(e.to_string()))?;
+        let (sender, resp) = self.send(req).await?;
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, MAX_REPLY)
             .collect()
             .await
             .map_err(|e| AgentClientError::Http(e.to_string()))?
             .to_bytes();
+        self.put_back(sender);
         let header = |n| parts.headers.get(n).and_then(|v: &hyper::header::HeaderValue| v.to_str().ok());
         Ok(ApiReply {
             status: parts.status,

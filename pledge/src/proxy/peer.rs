@@ -94,14 +94,16 @@ impl ExeCache {
     }
 
     async fn executable_at(&self, link: String) -> Option<Executable> {
-        let path = match tokio::fs::read_link(&link).await {
+        // readlink and stat of /proc/<pid>/exe are answered by the kernel from memory, so they
+        // run here rather than as two hand-offs to the blocking pool per request.
+        let path = match std::fs::read_link(&link) {
             Ok(p) => p.display().to_string(),
             Err(e) => {
                 tracing::debug!(%link, error = %e, "cannot read the caller's executable link");
                 return None;
             }
         };
-        let meta = tokio::fs::metadata(&link).await.ok()?;
+        let meta = std::fs::metadata(&link).ok()?;
         let key = FileKey {
             dev: meta.dev(),
             ino: meta.ino(),

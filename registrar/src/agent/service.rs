@@ -28,6 +28,8 @@ pub struct AgentService {
     seen_jti: Mutex<HashMap<String, i64>>,
     /// Pending model 3 requests.
     pub pending: Pending,
+    /// Callers already identified, by certificate.
+    pub callers: super::caller::CallerCache,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -49,6 +51,7 @@ impl AgentService {
             nonces: Nonces::default(),
             seen_jti: Mutex::new(HashMap::new()),
             pending: Pending::default(),
+            callers: Default::default(),
         })
     }
 

@@ -194,9 +194,10 @@ impl SqliteStore {
     /// other, and the call returns once both are durable.
     ///
     /// Group commit: the job is queued, then the caller waits for the writer gate; whoever
-    /// holds the gate commits every queued job in one transaction (one fsync), each in its own
-    /// savepoint so a duplicate serial fails only its own job. Under concurrency one fsync
-    /// serves many issuances; alone, a job costs what a single transaction costs.
+    /// holds the gate commits every queued job in one transaction (one fsync); a duplicate serial
+    /// fails only its own job (SQLite undoes just the refused statement), and the audit chain's
+    /// tail is read once per group. Under concurrency one fsync serves many issuances; alone, a
+    /// job costs what a single transaction costs.
     async fn record_certificate_audited_impl(
         &self,
         cert: &IssuedCertificate,
@@ -226,17 +227,15 @@ impl SqliteStore {
         let mut results = Vec::with_capacity(jobs.len());
         let outcome: Result<(), StoreError> = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tail = audit_tail(&mut tx).await?;
             for job in &jobs {
-                sqlx::query("SAVEPOINT issue").execute(&mut *tx).await?;
-                let r = async {
-                    insert_certificate(&mut tx, &job.cert).await?;
-                    append_audit_in(&mut tx, &job.event).await
-                }
-                .await;
-                if r.is_err() {
-                    sqlx::query("ROLLBACK TO issue").execute(&mut *tx).await?;
-                }
-                sqlx::query("RELEASE issue").execute(&mut *tx).await?;
+                // A refused INSERT (a duplicate serial) undoes only itself in SQLite, so that job
+                // fails alone with nothing written; its audit event is then not appended. A
+                // failing audit INSERT is a database fault: the whole group fails.
+                let r = match insert_certificate(&mut tx, &job.cert).await {
+                    Ok(()) => Ok(append_audit_after(&mut tx, &mut tail, &job.event).await?),
+                    Err(e) => Err(e),
+                };
                 results.push(r);
             }
             tx.commit().await?;
@@ -499,8 +498,11 @@ impl SqliteStore {
             upsert_setting(&mut tx, key, value, &now).await?;
         }
         let mut seqs = Vec::with_capacity(batch.audit.len());
-        for event in &batch.audit {
-            seqs.push(append_audit_in(&mut tx, event).await?);
+        if !batch.audit.is_empty() {
+            let mut tail = audit_tail(&mut tx).await?;
+            for event in &batch.audit {
+                seqs.push(append_audit_after(&mut tx, &mut tail, event).await?);
+            }
         }
         tx.commit().await?;
         Ok(seqs)
@@ -623,18 +625,35 @@ async fn insert_certificate(
 
 /// Appends `event` to the audit hash chain inside `tx` (which must hold the write lock).
 async fn append_audit_in(tx: &mut sqlx::SqliteConnection, event: &AuditEvent) -> Result<u64, StoreError> {
-    let at = format_time(event.at, "audit time")?;
-    let detail = canonical_json(&event.detail)?;
+    let mut tail = audit_tail(tx).await?;
+    append_audit_after(tx, &mut tail, event).await
+}
+
+/// The last audit record's (seq, hash), or (0, genesis) for an empty log. Inside a write
+/// transaction it stays the tail until this transaction appends.
+async fn audit_tail(tx: &mut sqlx::SqliteConnection) -> Result<(u64, String), StoreError> {
     let tail = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *tx)
         .await?;
-    let (prev_seq, prev_hash) = match tail {
-        Some(row) => (seq_from_i64(row.try_get("seq")?)?, row.try_get::<String, _>("hash")?),
-        None => (0, AUDIT_GENESIS_HASH.to_owned()),
-    };
+    match tail {
+        Some(row) => Ok((seq_from_i64(row.try_get("seq")?)?, row.try_get::<String, _>("hash")?)),
+        None => Ok((0, AUDIT_GENESIS_HASH.to_owned())),
+    }
+}
+
+/// Appends `event` after `tail` (the caller's write transaction holds the tail) and moves
+/// `tail` to the new record.
+async fn append_audit_after(
+    tx: &mut sqlx::SqliteConnection,
+    tail: &mut (u64, String),
+    event: &AuditEvent,
+) -> Result<u64, StoreError> {
+    let at = format_time(event.at, "audit time")?;
+    let detail = canonical_json(&event.detail)?;
+    let (prev_seq, prev_hash) = (tail.0, &tail.1);
     let seq = prev_seq + 1;
     let hash = audit_hash(
-        &prev_hash,
+        prev_hash,
         &AuditRowText {
             seq,
             at: &at,
@@ -654,10 +673,11 @@ async fn append_audit_in(tx: &mut sqlx::SqliteConnection, event: &AuditEvent) ->
     .bind(&event.action)
     .bind(&event.subject)
     .bind(&detail)
-    .bind(&prev_hash)
+    .bind(prev_hash)
     .bind(&hash)
     .execute(&mut *tx)
     .await?;
+    *tail = (seq, hash);
     Ok(seq)
 }
 

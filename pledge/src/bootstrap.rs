@@ -246,6 +246,7 @@ async fn brski(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome, Bo
         enrolled,
         Some((&voucher, cfg.format)),
     )
+    .await
 }
 
 /// A reason for voucher_status that does not help an attacker.
@@ -340,10 +341,12 @@ async fn est_only(cfg: &PledgeConfig, id: &Idevid, url: &str) -> Result<Outcome,
     let subject = id.certificate().tbs_certificate().subject().clone();
     let enrolled = enroll::enroll(&mut conn, &subject, &cfg.ldevid_keys(), cfg.max_pending_wait).await?;
     let reason = format!("EST server trust anchor configured ({})", anchor.display());
-    finish(cfg, id, "est-only", &reason, url, enrolled, None)
+    finish(cfg, id, "est-only", &reason, url, enrolled, None).await
 }
 
-fn finish(
+/// Writes the outcome (key, certificates, voucher, summary) off the async workers: the key is
+/// synced to disk, and a worker blocked on fsync would stall every other connection.
+async fn finish(
     cfg: &PledgeConfig,
     id: &Idevid,
     mode: &'static str,
@@ -353,8 +356,16 @@ fn finish(
     voucher: Option<(&[u8], Format)>,
 ) -> Result<Outcome, BootstrapError> {
     let summary = files::summary(mode, reason, server, &id.serial, &enrolled.chain[0], voucher.map(|v| v.1));
-    let written =
-        files::write_outcome(&cfg.state, &enrolled, voucher, &summary).map_err(BootstrapError::Files)?;
+    let state = cfg.state.clone();
+    let voucher = voucher.map(|(bytes, format)| (bytes.to_vec(), format));
+    let (enrolled, written) = tokio::task::spawn_blocking(move || {
+        let v = voucher.as_ref().map(|(bytes, format)| (bytes.as_slice(), *format));
+        let written = files::write_outcome(&state, &enrolled, v, &summary);
+        (enrolled, written)
+    })
+    .await
+    .map_err(|e| BootstrapError::Files(std::io::Error::other(format!("writing the outcome: {e}"))))?;
+    let written = written.map_err(BootstrapError::Files)?;
     Ok(Outcome {
         mode,
         chain: enrolled.chain,

@@ -847,3 +847,39 @@ async fn tpm_quote_not_appraised_without_an_attestation_table() {
     let audit = audit_actions(&lab, &id).await;
     assert!(audit.iter().any(|(a, d)| a == "agent.credential.issued" && d["tpm_quote"].is_null()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonces_come_in_batches_each_single_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, gw) = (key(), key());
+    let lab = lab(dir.path(), &owner, &gw).await;
+    let mut p = proxy(&lab, "proxy-batch").await;
+    let r = p.conn.get_raw("/agent/v1/nonce?count=16", None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let body = json_of(&r);
+    let all: Vec<String> =
+        body["nonces"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+    assert_eq!(all.len(), 16);
+    assert_eq!(body["nonce"], all[0].as_str());
+    assert_eq!(all.iter().collect::<std::collections::HashSet<_>>().len(), 16, "all different");
+    // Each one of the batch works once.
+    let a = key();
+    let id = agent("batch-1");
+    for n in &all[..2] {
+        let acr = sign_acr(
+            &new_acr_claims(&id, AUD, Some(n.clone()), spec(&id, Model::None), unix_now(), 60).unwrap(),
+            &a,
+        )
+        .unwrap();
+        assert_eq!(p.post(json!({"acr": acr, "evidence": p.evidence(n, &acr, &id)})).await.status, 200);
+        let again = sign_acr(
+            &new_acr_claims(&id, AUD, Some(n.clone()), spec(&id, Model::None), unix_now(), 60).unwrap(),
+            &a,
+        )
+        .unwrap();
+        refused(&p.post(json!({"acr": again, "evidence": p.evidence(n, &again, &id)})).await, 403, "nonce");
+    }
+    for bad in ["count=0", "count=33", "count=x", "n=2"] {
+        refused(&p.conn.get_raw(&format!("/agent/v1/nonce?{bad}"), None).await.unwrap(), 400, "malformed");
+    }
+}

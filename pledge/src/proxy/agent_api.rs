@@ -3,7 +3,7 @@
 //!
 //! | Method, path | What the proxy does |
 //! |---|---|
-//! | `GET /v1/nonce` | asks the server for a nonce and relays it |
+//! | `GET /v1/nonce` | a server nonce: one kept from a batch the proxy fetched (`?count=16`), else a new batch |
 //! | `POST /v1/credentials` | checks the body (media type, 64 KiB, `{"acr","oa"}`) and the ACR's proof of possession, adds evidence about the caller, forwards, relays 200 / 202 (`Location: /v1/credentials/{id}`) / 4xx |
 //! | `GET /v1/credentials/{id}` | polls a pending request, for the caller (uid) that made it |
 //! | `GET /v1/bundle` | the server's trust bundle, cached for five minutes |
@@ -214,9 +214,59 @@ fn valid_id(id: &str) -> bool {
 }
 
 async fn nonce(State(proxy): State<Arc<Proxy>>, Extension(peer): Extension<Peer>) -> Response {
-    match proxy.upstream().get(paths::NONCE).await {
-        Ok(reply) => relay(&proxy, reply, &peer, "nonce", false),
-        Err(e) => ApiError::upstream(e).into_response(),
+    match proxy.server_nonce().await {
+        Ok(Ok((nonce, exp))) => {
+            let mut r = axum::Json(json!({"nonce": nonce, "exp": exp})).into_response();
+            r.extensions_mut().insert(Outcome("nonce".into()));
+            r
+        }
+        Ok(Err(refused)) => relay(&proxy, refused, &peer, "nonce", false),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Server nonces are fetched this many at a time ...
+const NONCE_BATCH: usize = 16;
+/// ... and handed out while they have at least this many seconds left (the server gives 60),
+/// so an agent has time to sign and submit.
+const NONCE_MIN_LIFE: i64 = 45;
+
+impl Proxy {
+    /// A server nonce (b64url) and its expiry: one left from an earlier batch, else a new batch
+    /// of [`NONCE_BATCH`] from the server (one round trip serves many requests). The server's
+    /// refusal comes back as `Ok(Err(reply))` to be relayed.
+    pub(crate) async fn server_nonce(&self) -> Result<Result<(String, i64), RawReply>, ApiError> {
+        let now = unix_now();
+        if let Some(n) = self.pooled_nonce(now) {
+            return Ok(Ok(n));
+        }
+        let path = format!("{}?count={NONCE_BATCH}", paths::NONCE);
+        let reply = self.upstream().get(&path).await.map_err(ApiError::upstream)?;
+        if reply.status != StatusCode::OK {
+            return Ok(Err(reply));
+        }
+        let bad = || ApiError::upstream("the server's nonce answer has no base64url nonce");
+        let v: Value = serde_json::from_slice(&reply.body).map_err(|_| bad())?;
+        let exp = v.get("exp").and_then(Value::as_i64).ok_or_else(bad)?;
+        let mut batch: Vec<String> = match v.get("nonces").and_then(Value::as_array) {
+            Some(all) => all.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            None => v.get("nonce").and_then(Value::as_str).map(str::to_string).into_iter().collect(),
+        };
+        batch.retain(|n| shared::b64::decode_url(n).is_ok_and(|b| b.len() == 32));
+        let first = batch.pop().ok_or_else(bad)?;
+        let mut pool = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        pool.extend(batch.into_iter().map(|n| (n, exp)));
+        Ok(Ok((first, exp)))
+    }
+
+    fn pooled_nonce(&self, now: i64) -> Option<(String, i64)> {
+        let mut pool = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((n, exp)) = pool.pop_front() {
+            if exp - now >= NONCE_MIN_LIFE {
+                return Some((n, exp));
+            }
+        }
+        None
     }
 }
 
@@ -376,14 +426,10 @@ async fn forward_request(
 
 /// A fresh server nonce (for an offline model 1 ACR that carries none).
 async fn fresh_nonce(proxy: &Proxy) -> Result<Vec<u8>, ApiError> {
-    let reply = proxy.upstream().get(paths::NONCE).await.map_err(ApiError::upstream)?;
-    if reply.status != StatusCode::OK {
-        return Err(ApiError::upstream(format!("the server refused a nonce: {}", reply.detail())));
+    match proxy.server_nonce().await? {
+        Ok((n, _)) => shared::b64::decode_url(&n).map_err(|_| ApiError::upstream("bad nonce")),
+        Err(reply) => Err(ApiError::upstream(format!("the server refused a nonce: {}", reply.detail()))),
     }
-    serde_json::from_slice::<Value>(&reply.body)
-        .ok()
-        .and_then(|v| v.get("nonce").and_then(Value::as_str).and_then(|n| shared::b64::decode_url(n).ok()))
-        .ok_or_else(|| ApiError::upstream("the server's nonce answer has no base64url nonce"))
 }
 
 async fn poll(

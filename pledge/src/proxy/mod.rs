@@ -203,6 +203,8 @@ pub struct Proxy {
     upstream: upstream::Upstream,
     gateway: Option<upstream::Upstream>,
     bundle: tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>,
+    /// Server nonces fetched in a batch and not handed out yet: (b64url nonce, expiry).
+    nonces: Mutex<std::collections::VecDeque<(String, i64)>>,
     pending: Mutex<HashMap<String, PendingRequest>>,
     exe: peer::ExeCache,
     metrics: Arc<shared::metrics::Metrics>,
@@ -260,6 +262,7 @@ impl Proxy {
             upstream,
             gateway: None,
             bundle: tokio::sync::Mutex::new(None),
+            nonces: Mutex::new(std::collections::VecDeque::new()),
             pending: Mutex::new(HashMap::new()),
             exe: peer::ExeCache::default(),
             metrics: Arc::new(shared::metrics::Metrics::new("proxy")),

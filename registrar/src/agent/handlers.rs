@@ -66,18 +66,50 @@ fn answer_of(reg: &Registrar, r: Result<Response, Refusal>, what: &str) -> Respo
     })
 }
 
+/// Most nonces one `GET /agent/v1/nonce?count=N` hands out (a proxy keeps a few ready).
+pub const MAX_NONCE_BATCH: usize = 32;
+
 async fn nonce(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response {
     let c = conn(&req);
+    let count = nonce_count(req.uri().query());
     drop(req);
     let r = async {
+        let count = count?;
         match caller(&reg, c.clone()).await? {
             Caller::Proxy(_) => {}
             Caller::Owner { .. } => return Err(Refusal::unauthorized("nonces are for proxies")),
         }
-        let (n, exp) = svc(&reg)?.nonces.issue(unix_now())?;
-        Ok(Json(json!({"nonce": b64::encode_url(&n), "exp": exp})).into_response())
+        let now = unix_now();
+        let mut batch = Vec::with_capacity(count);
+        for _ in 0..count {
+            batch.push(svc(&reg)?.nonces.issue(now)?);
+        }
+        let (first, exp) = batch[0];
+        let mut body = json!({"nonce": b64::encode_url(&first), "exp": exp});
+        if count > 1 {
+            body["nonces"] = batch.iter().map(|(n, _)| Value::from(b64::encode_url(n))).collect();
+        }
+        Ok(Json(body).into_response())
     };
     answer_of(&reg, r.await, "agent nonce")
+}
+
+/// `count=N` (1 to [`MAX_NONCE_BATCH`]) of the nonce request; 1 without a query.
+fn nonce_count(query: Option<&str>) -> Result<usize, Refusal> {
+    let Some(q) = query else { return Ok(1) };
+    let bad = || {
+        Refusal::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("the only query is count=1..{MAX_NONCE_BATCH}"),
+        )
+    };
+    let n: usize = q.strip_prefix("count=").and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    if (1..=MAX_NONCE_BATCH).contains(&n) {
+        Ok(n)
+    } else {
+        Err(bad())
+    }
 }
 
 async fn bundle(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response {

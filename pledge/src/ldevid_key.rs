@@ -1,8 +1,9 @@
 //! Where the pledge's LDevID key lives: a PKCS#8 file `ldevid.key` (0600), or, when the IDevID
 //! key is in a TPM, a new key in the same TPM named by `ldevid.key-uri` (a `tpm:` URI). A TPM
 //! LDevID alternates between two persistent handles ([`shared::keys::TpmUri`],
-//! `LDEVID_HANDLES`): the renewal's new key is made at the free one while the old key still
-//! authenticates the renewal, and the old one is evicted once the new files are in place.
+//! [`LDEVID_HANDLES`]): the renewal's new key is made at the other one (replacing the key from
+//! two renewals ago) while the current key still authenticates the renewal. The replaced key is
+//! left in place until then, so requests in flight while the proxy switches keys still sign.
 
 use shared::keys::{load_key_file, load_signer, write_key_file, Algorithm, KeyUri, Signer, SoftwareKey};
 use std::path::{Path, PathBuf};
@@ -93,9 +94,8 @@ impl LdevidKeys {
 
 impl NewKey {
     /// Makes this the state directory's LDevID key (atomically replacing the previous one) and
-    /// removes the previous key: the other form's file, and an old TPM key at another handle.
+    /// removes the other form's file.
     pub fn commit(&self, state: &Path) -> std::io::Result<PathBuf> {
-        let previous = current_uri(state);
         let (name, other) = match &self.stored {
             Stored::File(_) => (LDEVID_KEY, LDEVID_KEY_URI),
             Stored::Uri(_) => (LDEVID_KEY_URI, LDEVID_KEY),
@@ -111,13 +111,6 @@ impl NewKey {
         }
         std::fs::rename(&tmp, &path)?;
         let _ = std::fs::remove_file(state.join(other));
-        let replaced = match &self.stored {
-            Stored::Uri(uri) => previous.filter(|p| p != uri),
-            Stored::File(_) => previous,
-        };
-        if let Some(old) = replaced {
-            evict_old(&old);
-        }
         Ok(path)
     }
 }
@@ -150,18 +143,6 @@ fn current_handle(state: &Path) -> Option<u32> {
         Ok(KeyUri::Tpm(t)) => Some(t.handle),
         _ => None,
     }
-}
-
-/// Best effort: removes a replaced TPM LDevID key (a file key is simply overwritten).
-fn evict_old(uri: &str) {
-    #[cfg(feature = "tpm")]
-    if let Ok(KeyUri::Tpm(t)) = uri.parse::<KeyUri>() {
-        if let Err(e) = shared::tpm::evict_key(&t.tcti(), t.handle) {
-            tracing::warn!(key = %uri, error = %e, "could not evict the replaced LDevID key");
-        }
-    }
-    #[cfg(not(feature = "tpm"))]
-    let _ = uri;
 }
 
 #[cfg(test)]

@@ -138,14 +138,24 @@ async fn a_tpm_device_bootstraps_and_its_agents_evidence_carries_an_appraised_qu
     assert_eq!(issued.detail["tpm_quote"]["device_serial"], serial);
     assert_eq!(issued.detail["tpm_quote"]["pcrs"]["16"], hex::encode(expected_pcr16()));
 
-    // The LDevID renews into the other TPM handle; the old key is evicted.
-    let id = running.proxy.identity();
-    proxy::renew::reenroll(&running.proxy, &id, Duration::from_secs(30)).await.expect("reenroll");
-    running.proxy.reload().unwrap();
-    let renewed = std::fs::read_to_string(out.join(pledge::files::LDEVID_KEY_URI)).unwrap();
-    assert!(renewed.starts_with("tpm:handle=0x81000003"), "{renewed}");
-    assert!(tpm::read_key(&t.tcti(), 0x8100_0002).is_err(), "the old LDevID key is gone");
-    request(&c, "measured-2").await.expect("issued with the renewed LDevID");
+    // The LDevID renews into the other TPM handle (the previous key stays until the next
+    // renewal replaces it, so requests in flight during the switch still sign), then back.
+    let first = tpm::read_key(&t.tcti(), 0x8100_0002).unwrap();
+    for (n, handle) in [(1, 0x8100_0003u32), (2, 0x8100_0002)] {
+        let id = running.proxy.identity();
+        proxy::renew::reenroll(&running.proxy, &id, Duration::from_secs(30)).await.expect("reenroll");
+        running.proxy.reload().unwrap();
+        let renewed = std::fs::read_to_string(out.join(pledge::files::LDEVID_KEY_URI)).unwrap();
+        assert!(renewed.starts_with(&format!("tpm:handle=0x{handle:08x}")), "{renewed}");
+        let leaf = running.proxy.identity().chain[0].clone();
+        assert_eq!(pki::spki_der(&leaf), tpm::read_key(&t.tcti(), handle).unwrap().spki);
+        request(&c, &format!("measured-renewed-{n}")).await.expect("issued with the renewed LDevID");
+    }
+    assert_ne!(
+        tpm::read_key(&t.tcti(), 0x8100_0002).unwrap(),
+        first,
+        "the second renewal replaced the first key"
+    );
 
     // Tampering: something else is measured into PCR 16. The quote is genuine, but the policy
     // no longer matches, and the registrar refuses.

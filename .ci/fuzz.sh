@@ -37,6 +37,15 @@ else
     trap 'rm -rf "$work"' EXIT
 fi
 
+# The fuzz workspace has its own lock file; `cargo fuzz build` would quietly rewrite a stale one
+# (a new dependency of `shared`), leaving the checkout dirty. Refuse instead, with the fix.
+echo "== checking fuzz/Cargo.lock is current"
+if ! (cd fuzz && cargo metadata --locked --format-version 1 >/dev/null); then
+    echo "!! fuzz/Cargo.lock is stale; refresh it with:" \
+        "(cd fuzz && cargo metadata --format-version 1 >/dev/null), and commit it"
+    exit 1
+fi
+
 echo "== building fuzz targets"
 cargo fuzz build
 

@@ -1,14 +1,48 @@
-//! `brski masa init --voucher-signer-key` and `brski registrar init --domain-ca-key` with keys
-//! in SoftHSM v2 (`pkcs11:` URIs, the PIN from a file). The tokens are made in this process;
-//! the `brski` processes find them through the inherited `SOFTHSM2_CONF`.
+//! `brski masa init --voucher-signer-key`, `brski registrar init --domain-ca-key` and
+//! `brski registrar init --registrar-key` with keys in SoftHSM v2 (`pkcs11:` URIs, the PIN from
+//! a file or in the URI). The tokens are made in this process; the `brski` processes find them
+//! through the inherited `SOFTHSM2_CONF`.
 
 use shared::keys::pkcs11::SoftHsmToken;
-use shared::keys::Algorithm;
-use std::process::{Command, Output};
+use shared::keys::{load_signer, Algorithm};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Output, Stdio};
 use tests::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
+}
+
+/// A server process, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `brski args...` and waits for the first line of its banner.
+fn serve(args: &[&str], expect: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn brski");
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains(expect), "{first}");
+    // Keep reading: a closed pipe would make the server's later lines fail (EPIPE) and kill it.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Server(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A new token labelled `label`, or `None` (after a loud notice) without SoftHSM.
@@ -77,4 +111,90 @@ fn masa_and_registrar_init_with_keys_in_softhsm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("wrong PIN") && stderr.contains("token=cli-ca"), "{stderr}");
     assert!(!stderr.contains("98765"), "the PIN leaked: {stderr}");
+}
+
+#[test]
+fn registrar_init_with_the_registrar_tls_key_in_softhsm() {
+    let Some(t) = token("cli-reg") else { return };
+    // With the PIN in the URI: it must not be printed, and registrar.toml is a secret.
+    let key_uri = t.generate("tls", Algorithm::Es256).unwrap();
+    assert!(key_uri.contains("pin-value=1234"), "{key_uri}");
+    let token_spki = load_signer(&key_uri).expect("the test opens the token key").public_key_der();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name).display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    // `registrar serve` needs a trusted manufacturer.
+    ok(&brski(&["masa", "init", "--state", &p("masa"), "--url", "127.0.0.1:9443"]));
+    let manufacturer = format!("lab={}", p("masa/manufacturer-ca.pem"));
+
+    let out = brski(&[
+        "registrar",
+        "init",
+        "--state",
+        &p("reg"),
+        "--listen",
+        &listen,
+        "--manufacturer",
+        &manufacturer,
+        "--registrar-key",
+        &key_uri,
+    ]);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("registrar.key") && stdout.contains("registrar.pem"), "{stdout}");
+    assert!(!stdout.contains("pin-value=1234") && !stderr.contains("pin-value=1234"), "{stdout}{stderr}");
+    // No software copy of the registrar key; the domain CA key is still a new file.
+    assert!(!tmp.path().join("reg/registrar.key").exists());
+    assert!(tmp.path().join("reg/domain-ca.key").exists());
+    let config = tmp.path().join("reg/registrar.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    assert!(toml.contains(&format!("registrar_key = \"{key_uri}\"")), "{toml}");
+    assert!(toml.contains("domain_ca_key = \"file:domain-ca.key\""), "{toml}");
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // The registrar certificate certifies the token's key (and chains to the domain CA).
+    let pem = std::fs::read_to_string(tmp.path().join("reg/registrar.pem")).unwrap();
+    let cert = shared::pki::cert_from_pem(&pem).unwrap();
+    assert_eq!(shared::pki::spki_der(&cert), token_spki);
+    if tests::peer("openssl") {
+        let out = tests::run_ok(
+            tmp.path(),
+            "openssl",
+            &["x509", "-noout", "-pubkey", "-in", &p("reg/registrar.pem")],
+        );
+        let token_pem = der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &token_spki).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), token_pem);
+        let out = tests::run_ok(
+            tmp.path(),
+            "openssl",
+            &["verify", "-CAfile", &p("reg/domain-ca.pem"), &p("reg/registrar.pem")],
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
+    }
+
+    // `registrar serve` does its TLS handshakes with the key in the token: curl, trusting only
+    // the domain CA, fetches the EST CA certificates.
+    if tests::peer("curl") {
+        let _reg =
+            serve(&["registrar", "serve", "--state", &p("reg"), "--no-mdns"], "brski registrar on https://");
+        let url = format!("https://{listen}/.well-known/est/cacerts");
+        let out = tests::run_ok(
+            tmp.path(),
+            "curl",
+            &["-sS", "--fail", "--cacert", &p("reg/domain-ca.pem"), "-o", &p("cacerts.p7"), &url],
+        );
+        assert!(out.status.success());
+        assert!(!std::fs::read(tmp.path().join("cacerts.p7")).unwrap().is_empty());
+    }
+
+    // A wrong PIN: init fails before writing any key or certificate, naming the key but not the PIN.
+    let bad = key_uri.replace("pin-value=1234", "pin-value=98765");
+    let out = brski(&["registrar", "init", "--state", &p("reg2"), "--registrar-key", &bad]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong PIN") && stderr.contains("token=cli-reg"), "{stderr}");
+    assert!(!stderr.contains("98765"), "the PIN leaked: {stderr}");
+    for f in ["domain-ca.key", "domain-ca.pem", "registrar.pem", "registrar.toml"] {
+        assert!(!tmp.path().join("reg2").join(f).exists(), "{f} written");
+    }
 }

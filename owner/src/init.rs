@@ -263,4 +263,52 @@ mod tests {
         assert!(e.contains("P-256 (ES256) or Ed25519") && e.contains("ES384"), "{e}");
         assert!(!o.dir.exists());
     }
+
+    /// With the crate's own `pkcs11` feature (`cargo test -p owner --features pkcs11`), an owner
+    /// key in a SoftHSM token: no owner.key, owner.toml names the token key (PIN kept out of
+    /// the report), owner.pem carries the token's public key. Skips loudly without SoftHSM
+    /// (fails under `BRSKI_REQUIRE_PEERS=1`).
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn init_with_an_owner_key_in_softhsm() {
+        use shared::keys::pkcs11::SoftHsmToken;
+        if !SoftHsmToken::available() {
+            assert_ne!(
+                std::env::var("BRSKI_REQUIRE_PEERS").as_deref(),
+                Ok("1"),
+                "BRSKI_REQUIRE_PEERS=1 but SoftHSM (softhsm2-util, libsofthsm2.so) is not installed"
+            );
+            eprintln!(
+                "\n!!!!! SKIPPED: SoftHSM (package softhsm2) is not installed; this test needs it !!!!!\n"
+            );
+            return;
+        }
+        let token = SoftHsmToken::create("owner-crate").expect("create a SoftHSM token");
+        let uri = token.generate("owner", Algorithm::Es256).unwrap();
+        let token_spki = shared::keys::load_signer(&uri).unwrap().public_key_der();
+        let dir = tempfile::tempdir().unwrap();
+        let o = InitOptions {
+            dir: dir.path().join("alice"),
+            id: "mailto:alice@example.com".into(),
+            kid: Some("alice-hsm".into()),
+            alg: Algorithm::EdDsa,
+            key: Some(uri.clone()),
+            trust_domain: None,
+            server: None,
+            domain_ca: None,
+            validity: Duration::from_secs(86400),
+        };
+        let r = init(&o).unwrap();
+        assert!(!o.dir.join(KEY_FILE).exists(), "no software copy of the owner key");
+        assert_eq!(r.files.len(), 3);
+        let pin = format!("pin-value={}", SoftHsmToken::PIN);
+        assert!(r.key_uri.contains("pin-value=***") && !r.key_uri.contains(&pin), "{}", r.key_uri);
+        let id = crate::OwnerIdentity::load(&o.dir).unwrap();
+        assert_eq!(id.config.key.as_deref(), Some(uri.as_str()));
+        assert_eq!(id.key.public_key_der(), token_spki);
+        assert_eq!(pki::spki_der(&id.cert), token_spki);
+        // The PIN sits in the URI, so owner.toml is readable by its owner only.
+        let mode = std::fs::metadata(o.dir.join(CONFIG_FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

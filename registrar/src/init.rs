@@ -5,7 +5,7 @@
 use crate::config::{RegistrarFile, CONFIG_FILE};
 use crate::server::Registrar;
 use shared::brski::ID_KP_CMC_RA;
-use shared::keys::{generate_key_file, load_signer, Algorithm, Signer};
+use shared::keys::{generate_key_file, load_signer, redact_pin, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
 use shared::store::open_url;
 use std::net::SocketAddr;
@@ -43,6 +43,10 @@ pub struct InitOptions {
     /// The domain CA key as a key URI (e.g. `pkcs11:...`, an HSM key), written to the config as
     /// `domain_ca_key`; default: a new `domain-ca.key` file.
     pub domain_ca_key: Option<String>,
+    /// The registrar's own TLS key as a key URI (e.g. `pkcs11:...`), for which the registrar
+    /// certificate is issued, written to the config as `registrar_key`; default: a new
+    /// `registrar.key` file.
+    pub registrar_key: Option<String>,
 }
 
 /// Creates the state directory; refuses to overwrite an existing configuration.
@@ -52,6 +56,14 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
         return Err(InitError(format!("{} exists; refusing to overwrite a registrar", config.display())));
     }
     std::fs::create_dir_all(&o.dir).map_err(|x| InitError(format!("{}: {x}", o.dir.display())))?;
+    // A named registrar key is opened (PIN, token) before any key or certificate is written.
+    let named_registrar_key = match &o.registrar_key {
+        Some(uri) => {
+            let resolved = RegistrarFile::resolve_key(&config, uri);
+            Some((load_signer(&resolved).map_err(|x| e("registrar_key")(x.to_string()))?, uri.clone()))
+        }
+        None => None,
+    };
     let (ca_key, ca_key_uri): (Box<dyn Signer>, String) = match &o.domain_ca_key {
         Some(uri) => {
             let resolved = RegistrarFile::resolve_key(&config, uri);
@@ -67,9 +79,15 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
         .map_err(|x| e("domain CA")(x.to_string()))?;
     write_pem(&o.dir.join("domain-ca.pem"), std::slice::from_ref(&ca_cert))?;
     let ca = CertificateAuthority::new(ca_cert, ca_key).map_err(|x| e("domain CA")(x.to_string()))?;
-    let key = generate_key_file(&o.dir.join("registrar.key"), Algorithm::Es256)
-        .map_err(|x| e("registrar.key")(x.to_string()))?;
-    let cert = issue_registrar_cert(&ca, &key, &o.names)?;
+    let (key, key_uri): (Box<dyn Signer>, String) = match named_registrar_key {
+        Some(named) => named,
+        None => {
+            let key = generate_key_file(&o.dir.join("registrar.key"), Algorithm::Es256)
+                .map_err(|x| e("registrar.key")(x.to_string()))?;
+            (Box::new(key), "file:registrar.key".to_string())
+        }
+    };
+    let cert = issue_registrar_cert(&ca, key.as_ref(), &o.names)?;
     write_pem(&o.dir.join("registrar.pem"), &[cert])?;
     let mut manufacturers = String::new();
     for (name, file) in &o.manufacturers {
@@ -88,7 +106,7 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          listen = \"{}\"\n\n\
          # Domain CA that issues LDevIDs, and the registrar's own TLS certificate (cmcRA).\n\
          domain_ca_cert = \"domain-ca.pem\"\ndomain_ca_key = {}\n\
-         registrar_cert = \"registrar.pem\"\nregistrar_key = \"file:registrar.key\"\n\n\
+         registrar_cert = \"registrar.pem\"\nregistrar_key = {}\n\n\
          # Store (default: the SQLite file registrar.db in the state directory). Registrars that share\n\
          # one PostgreSQL database share pledges, certificates and the audit log.\n\
          # store = \"postgres://brski:secret@db.example/brski\"\n\n\
@@ -109,9 +127,12 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          {manufacturers}",
         o.listen,
         toml_string(&ca_key_uri),
+        toml_string(&key_uri),
     );
     let text = format!("{}{text}", agent_policy_line(o)?);
-    std::fs::write(&config, text).map_err(|x| InitError(format!("{}: {x}", config.display())))?;
+    // A PIN written into a key URI makes the configuration a secret: readable by its owner only.
+    let secret = [&ca_key_uri, &key_uri].iter().any(|u| redact_pin(u) != **u);
+    write_config(&config, &text, secret)?;
     Ok(config)
 }
 
@@ -191,6 +212,19 @@ pub fn issue_registrar_cert(
 /// A TOML basic string: quoted, backslashes and quotes escaped.
 fn toml_string(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Writes the configuration; mode 0600 when `secret`.
+fn write_config(path: &Path, text: &str, secret: bool) -> Result<(), InitError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if secret {
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|x| InitError(format!("{}: {x}", path.display())))?;
+    f.write_all(text.as_bytes()).map_err(|x| InitError(format!("{}: {x}", path.display())))
 }
 
 fn write_pem(path: &Path, certs: &[Certificate]) -> Result<(), InitError> {

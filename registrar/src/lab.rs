@@ -34,6 +34,8 @@ pub struct LabOptions {
     pub store_url: Option<String>,
     /// The domain CA key URI for a new lab (e.g. `pkcs11:...`); default: a key file.
     pub domain_ca_key: Option<String>,
+    /// The registrar's TLS key URI for a new lab (e.g. `pkcs11:...`); default: a key file.
+    pub registrar_key: Option<String>,
     /// The MASA voucher-signing key URI for a new lab (e.g. `pkcs11:...`); default: a key file.
     pub voucher_signer_key: Option<String>,
 }
@@ -48,6 +50,7 @@ impl Default for LabOptions {
             agent_policy: None,
             store_url: None,
             domain_ca_key: None,
+            registrar_key: None,
             voucher_signer_key: None,
         }
     }
@@ -106,6 +109,7 @@ impl Lab {
                 manufacturers: vec![("lab".into(), masa_dir.join(masa::state::CA_CERT_FILE))],
                 trust_domain: None,
                 domain_ca_key: options.domain_ca_key.clone(),
+                registrar_key: options.registrar_key.clone(),
             })
             .map_err(s)?;
         }

@@ -52,6 +52,10 @@ pub struct InitArgs {
     /// domain-ca.key; written to registrar.toml as `domain_ca_key`.
     #[arg(long, value_name = "URI")]
     domain_ca_key: Option<String>,
+    /// Issue the registrar's TLS certificate for this key URI (e.g. an RFC 7512 `pkcs11:` URI)
+    /// instead of a new registrar.key; written to registrar.toml as `registrar_key`.
+    #[arg(long, value_name = "URI")]
+    registrar_key: Option<String>,
 }
 
 fn parse_manufacturer(s: &str) -> Result<(String, PathBuf), String> {
@@ -126,11 +130,14 @@ fn run_init(a: InitArgs) -> anyhow::Result<ExitCode> {
         manufacturers: a.manufacturers,
         trust_domain: a.trust_domain.clone(),
         domain_ca_key: a.domain_ca_key.clone(),
+        registrar_key: a.registrar_key.clone(),
     };
     let config = init(&o)?;
     println!("registrar created in {}", a.state.display());
     for f in ["domain-ca.pem", "domain-ca.key", "registrar.pem", "registrar.key"] {
-        if f == "domain-ca.key" && a.domain_ca_key.is_some() {
+        if (f == "domain-ca.key" && a.domain_ca_key.is_some())
+            || (f == "registrar.key" && a.registrar_key.is_some())
+        {
             continue;
         }
         println!("  {}", a.state.join(f).display());

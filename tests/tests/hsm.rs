@@ -1,5 +1,5 @@
-//! Hardware-backed keys: a MASA signing vouchers and a registrar domain CA signing LDevIDs
-//! with keys in SoftHSM v2 (`pkcs11:` key URIs, RFC 7512). Each test makes its own token; all
+//! Hardware-backed keys: a MASA signing vouchers, a registrar domain CA signing LDevIDs and
+//! the registrar's TLS key (its handshakes with pledges and the MASA) in SoftHSM v2 (`pkcs11:` key URIs, RFC 7512). Each test makes its own token; all
 //! tokens of this binary share one SoftHSM directory (`SOFTHSM2_CONF` is process-wide).
 //! Without SoftHSM the tests skip loudly, or fail under `BRSKI_REQUIRE_PEERS=1`.
 
@@ -72,20 +72,24 @@ async fn masa_voucher_key_and_domain_ca_key_in_softhsm() {
     let (Some(masa_token), Some(domain_token)) = (token("masa"), token("domain")) else { return };
     let voucher_key = masa_token.generate("voucher-signer", Algorithm::Es256).unwrap();
     let ca_key = domain_token.generate("domain-ca", Algorithm::Es384).unwrap();
+    let registrar_key = domain_token.generate("registrar-tls", Algorithm::Es256).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let options = LabOptions {
         voucher_signer_key: Some(voucher_key.clone()),
         domain_ca_key: Some(ca_key.clone()),
+        registrar_key: Some(registrar_key.clone()),
         ..LabOptions::default()
     };
     let lab = Lab::start(dir.path(), options.clone()).await.expect("lab starts");
-    // No software copies of the two keys: the configurations name the tokens.
+    // No software copies of the three keys: the configurations name the tokens.
     assert!(!dir.path().join("masa").join(masa::state::SIGNER_KEY_FILE).exists());
     assert!(!dir.path().join("registrar").join("domain-ca.key").exists());
+    assert!(!dir.path().join("registrar").join("registrar.key").exists());
     let masa_toml = std::fs::read_to_string(dir.path().join("masa/masa.toml")).unwrap();
     assert!(masa_toml.contains("voucher_signer_key = \"pkcs11:token=masa;"), "{masa_toml}");
     let reg_toml = std::fs::read_to_string(dir.path().join("registrar/registrar.toml")).unwrap();
     assert!(reg_toml.contains("domain_ca_key = \"pkcs11:token=domain;"), "{reg_toml}");
+    assert!(reg_toml.contains("registrar_key = \"pkcs11:token=domain;object=registrar-tls;"), "{reg_toml}");
     bootstrap_each_format(&lab, "hsm").await;
     drop(lab);
 

@@ -1,6 +1,7 @@
 //! The EST client (RFC 7030 §4 from the client side): one TLS connection per
-//! [`EstConnection`], reused for several requests (keep-alive, HTTP/1.1 or HTTP/2 by ALPN), with
-//! the connection's tls-exporter available for channel binding in the CSR.
+//! [`EstConnection`], reused for several requests (keep-alive; HTTP/1.1, or HTTP/2 when a
+//! caller-supplied TLS configuration offers it), with the connection's tls-exporter available
+//! for channel binding in the CSR.
 
 use crate::binding::{challenge_password_for, EXPORTER_LABEL};
 use crate::keypackage::{Decryptor, KeyPackageError};
@@ -463,9 +464,18 @@ impl EstConnection {
         }
         let req = req.body(Full::new(body)).map_err(|e| ClientError::Http(e.to_string()))?;
         let fut = async {
+            // Wait until the connection can take the request: after a response, an HTTP/1.1
+            // connection's task still has to finish that message, and a request sent before
+            // then is refused ("connection was not ready").
             let resp = match &mut self.sender {
-                Sender::H1(s) => s.send_request(req).await,
-                Sender::H2(s) => s.send_request(req).await,
+                Sender::H1(s) => match s.ready().await {
+                    Ok(()) => s.send_request(req).await,
+                    Err(e) => Err(e),
+                },
+                Sender::H2(s) => match s.ready().await {
+                    Ok(()) => s.send_request(req).await,
+                    Err(e) => Err(e),
+                },
             }
             .map_err(|e| ClientError::Http(e.to_string()))?;
             let (parts, body) = resp.into_parts();

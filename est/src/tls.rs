@@ -66,7 +66,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Builds a client configuration for `trust`, presenting `identity` (chain, key) if given.
-/// ALPN offers h2 and http/1.1.
+/// ALPN offers http/1.1.
 pub fn client_config(
     trust: &ServerTrust,
     identity: Option<(Vec<Certificate>, Arc<dyn Signer>)>,
@@ -92,7 +92,11 @@ pub fn client_config(
         Some((chain, key)) => builder.with_client_cert_resolver(Arc::new(client_identity(&chain, key)?)),
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: an EST client sends one request at a time on a connection, so HTTP/2's
+    // multiplexing buys nothing and its framing, flow control and connection task cost CPU and
+    // wake-ups on every exchange (a caller that wants h2 can pass its own configuration to
+    // `EstClient::new`; the client speaks whatever ALPN selected).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), seen))
 }
 

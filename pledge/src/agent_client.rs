@@ -238,16 +238,15 @@ impl AgentApiClient {
     ) -> Result<(Sender, hyper::Response<hyper::body::Incoming>), AgentClientError> {
         let http = |e: &dyn std::fmt::Display| AgentClientError::Http(e.to_string());
         let req = match self.reuse() {
-            Some(mut sender) => match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    Some(req) => req,
-                    None => return Err(http(&e.into_error())),
-                },
+            Some(sender) => match try_reused(sender, req).await {
+                Ok(done) => return Ok(done),
+                Err(Ok(back)) => back,
+                Err(Err(e)) => return Err(http(&e)),
             },
             None => req,
         };
         let mut sender = self.connect().await?;
+        sender.ready().await.map_err(|e| http(&e))?;
         let resp = sender.send_request(req).await.map_err(|e| http(&e))?;
         Ok((sender, resp))
     }
@@ -548,6 +547,25 @@ pub fn save_credential(files: &AgentFiles, c: &Credential) -> Result<Vec<PathBuf
 /// `not_after`: at half its remaining life.
 pub fn renew_at(received: i64, not_after: i64) -> i64 {
     received + (not_after - received).max(0) / 2
+}
+
+/// Sends `req` on a kept-alive connection once it can take a request (after a response, the
+/// connection's task may still be finishing that message). `Err(Ok(req))` hands the request
+/// back when the connection closed before it was sent; `Err(Err(e))` is a failure after.
+async fn try_reused(
+    mut sender: Sender,
+    req: Request<Full<Bytes>>,
+) -> Result<(Sender, hyper::Response<hyper::body::Incoming>), Result<Request<Full<Bytes>>, hyper::Error>> {
+    if sender.ready().await.is_err() {
+        return Err(Ok(req));
+    }
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((sender, resp)),
+        Err(mut e) => match e.take_message() {
+            Some(req) => Err(Ok(req)),
+            None => Err(Err(e.into_error())),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -201,3 +201,40 @@ fn pem_round_trip() {
     );
     let _ = at("2020-01-01T00:00:00Z");
 }
+
+/// Verified certificate signatures are remembered (servers check the same certificates
+/// repeatedly): a remembered success must never vouch for a changed signature, other signed
+/// bytes, or another issuer key of the same name, and validity is still checked every time.
+#[test]
+fn remembered_signatures_vouch_only_for_the_same_certificate_and_key() {
+    let root = ca(Algorithm::Es256, "CN=Remembering Root");
+    let twin = ca(Algorithm::Es256, "CN=Remembering Root");
+    let (_, req) = csr(Algorithm::Es256, "CN=remembered-leaf", &[]);
+    let leaf = root.issue(&req, &Profile::end_entity(Duration::from_secs(3600))).unwrap();
+    let anchors = [root.certificate().clone()];
+    for _ in 0..3 {
+        assert_eq!(verify_chain(&leaf, &[], &anchors, now()).unwrap().len(), 2);
+    }
+    // Same name, another key: refused although the certificate verified a moment ago.
+    let twin_anchor = [twin.certificate().clone()];
+    assert!(matches!(verify_chain(&leaf, &[], &twin_anchor, now()), Err(ChainError::UntrustedIssuer { .. })));
+    // One bit of the signature flipped: refused.
+    let mut der = leaf.to_der().unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let bad_sig = Certificate::from_der(&der).unwrap();
+    assert!(matches!(verify_chain(&bad_sig, &[], &anchors, now()), Err(ChainError::UntrustedIssuer { .. })));
+    // Other signed bytes under the original signature: refused.
+    let (_, req2) = csr(Algorithm::Es256, "CN=remembered-leaf", &[]);
+    let other = root.issue(&req2, &Profile::end_entity(Duration::from_secs(3600))).unwrap();
+    let mut body = other.tbs_certificate().to_der().unwrap();
+    body.extend(leaf.signature_algorithm().to_der().unwrap());
+    body.extend(leaf.signature().to_der().unwrap());
+    let mut spliced = vec![0x30, 0x82, (body.len() >> 8) as u8, body.len() as u8];
+    spliced.extend(body);
+    let spliced = Certificate::from_der(&spliced).unwrap();
+    assert!(matches!(verify_chain(&spliced, &[], &anchors, now()), Err(ChainError::UntrustedIssuer { .. })));
+    // Remembered or not, an expired certificate is expired.
+    let later = now() + time::Duration::days(2);
+    assert!(matches!(verify_chain(&leaf, &[], &anchors, later), Err(ChainError::Expired { .. })));
+}

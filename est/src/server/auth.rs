@@ -36,9 +36,13 @@ pub(crate) fn serial_hex(cert: &Certificate) -> String {
     hex::encode(cert.tbs_certificate().serial_number().as_bytes())
 }
 
-/// Validates a client certificate against `anchors` now and the store's revocations.
+/// Validates a client certificate against `anchors` now and, when this CA issued it (the
+/// certificate above it in the path is one of `label`'s CA certificates), the store's
+/// revocations: they list this CA's serial numbers only, so another CA's certificate (a
+/// manufacturer's IDevID) that happens to share a serial is not refused, and costs no lookup.
 async fn validate_client_cert(
     st: &ServerState,
+    label: &str,
     leaf: &Certificate,
     rest: &[Certificate],
     anchors: &[Certificate],
@@ -46,7 +50,14 @@ async fn validate_client_cert(
     if anchors.is_empty() {
         return Err("no trust anchors are configured for client certificates on this label".into());
     }
-    verify_chain(leaf, rest, anchors, time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
+    let path =
+        verify_chain(leaf, rest, anchors, time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
+    let ours = st.authority.ca_certs(label);
+    // A pinned end-entity anchor (a path of one) is checked too: it may be one of ours.
+    let issued_here = path.get(1).is_none_or(|issuer| ours.contains(issuer));
+    if !issued_here {
+        return Ok(());
+    }
     match st.authority.is_revoked(&serial_hex(leaf)).await {
         Ok(false) => Ok(()),
         Ok(true) => Err(format!("certificate {} has been revoked", serial_hex(leaf))),
@@ -99,9 +110,9 @@ pub(crate) async fn authenticate_enroll(
 ) -> Result<Identity, EstError> {
     let cert = match peer_chain(conn)? {
         None => None,
-        Some((leaf, rest)) => {
-            Some(validate_client_cert(st, &leaf, &rest, &policy.client_cert_anchors).await.map(|()| leaf))
-        }
+        Some((leaf, rest)) => Some(
+            validate_client_cert(st, label, &leaf, &rest, &policy.client_cert_anchors).await.map(|()| leaf),
+        ),
     };
     let basic = match policy.auth {
         AuthRequirement::ClientCert => None,
@@ -157,7 +168,7 @@ pub(crate) async fn authenticate_reenroll(
         )
     })?;
     let anchors = st.authority.ca_certs(label);
-    validate_client_cert(st, &leaf, &rest, &anchors)
+    validate_client_cert(st, label, &leaf, &rest, &anchors)
         .await
         .map_err(|r| EstError::ClientCertRejected(format!("not a current certificate of this CA: {r}")))?;
     let id = Identity {

@@ -1,7 +1,7 @@
 //! The proxy's client for the Identity Server: mutual TLS with the LDevID as client
 //! certificate, the registrar authenticated by the domain CA from the state directory, and a
-//! few idle keep-alive connections reused between requests (HTTP/2 or HTTP/1.1 by ALPN, as
-//! the EST client negotiates). Every step is bounded by the configured timeout.
+//! pool of idle keep-alive connections reused between requests (HTTP/1.1, as the EST client
+//! negotiates). Every step is bounded by the configured timeout.
 
 use super::{Identity, ProxyError};
 use est::client::{ClientError, EstClient, EstConnection, RawReply};
@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-/// Idle connections kept for reuse.
-const MAX_IDLE: usize = 4;
+/// Idle connections kept for reuse: one per request in flight under a busy host (an HTTP/1.1
+/// connection carries one exchange at a time), so bursts of agents reuse connections instead of
+/// each paying a TLS handshake. Idle connections the server closed are skipped.
+const MAX_IDLE: usize = 32;
 
 /// The Identity Server's agent endpoints.
 pub mod paths {

@@ -191,12 +191,62 @@ fn issued_by(cert: &Certificate, issuer: &Certificate) -> bool {
     signature_ok(cert, issuer)
 }
 
+/// Whether `issuer`'s key verifies `cert`'s signature. A verified (issuer key, signed bytes,
+/// algorithm, signature) is remembered in [`VerifiedSignatures`]: servers check the same
+/// certificates (their own, a registrar's, a pledge's IDevID) several times per exchange.
 fn signature_ok(cert: &Certificate, issuer: &Certificate) -> bool {
     let Ok(spki) = issuer.tbs_certificate().subject_public_key_info().to_der() else { return false };
-    let Ok(key) = PublicKey::from_spki_der(&spki) else { return false };
     let Ok(tbs) = cert.tbs_certificate().to_der() else { return false };
     let Some(sig) = cert.signature().as_bytes() else { return false };
-    key.verify_x509(&cert.signature_algorithm().oid, &tbs, sig).is_ok()
+    let alg = &cert.signature_algorithm().oid;
+    let id = VerifiedSignatures::id(&spki, alg, &tbs, sig);
+    if VERIFIED.contains(&id) {
+        return true;
+    }
+    let Ok(key) = PublicKey::from_spki_der(&spki) else { return false };
+    let ok = key.verify_x509(alg, &tbs, sig).is_ok();
+    if ok {
+        VERIFIED.insert(id);
+    }
+    ok
+}
+
+/// Certificate signatures this process has verified, by the SHA-256 of everything the
+/// verification depended on (the issuer's SubjectPublicKeyInfo, the algorithm, the signed
+/// bytes and the signature), so a hit means the same computation succeeded before. Only
+/// successes are kept; validity, names and constraints are still checked on every path. At
+/// most [`MAX_VERIFIED`] entries: when full it starts over.
+struct VerifiedSignatures(std::sync::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+/// Entries kept by [`VERIFIED`].
+const MAX_VERIFIED: usize = 4096;
+
+static VERIFIED: std::sync::LazyLock<VerifiedSignatures> =
+    std::sync::LazyLock::new(|| VerifiedSignatures(std::sync::Mutex::default()));
+
+impl VerifiedSignatures {
+    fn id(spki: &[u8], alg: &ObjectIdentifier, tbs: &[u8], sig: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [spki, alg.as_bytes(), tbs, sig] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    fn contains(&self, id: &[u8; 32]) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(id))
+    }
+
+    fn insert(&self, id: [u8; 32]) {
+        if let Ok(mut set) = self.0.lock() {
+            if set.len() >= MAX_VERIFIED {
+                set.clear();
+            }
+            set.insert(id);
+        }
+    }
 }
 
 fn subject_of(cert: &Certificate) -> String {

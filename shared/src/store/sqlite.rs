@@ -8,6 +8,14 @@
 //! concurrent requests jump by tens of milliseconds. Reads do not queue (WAL
 //! readers run beside the writer). Another process writing the same file (a
 //! CLI next to a running server) still meets the busy timeout.
+//!
+//! The frequent writes (a certificate with its audit event, write batches,
+//! consume-once, settings, audit events) are group-committed: each is a job on
+//! one queue, and a committer task commits every job queued at the time in one
+//! transaction, so concurrent requests share one commit (one fsync) and one
+//! read of the audit chain's tail; each job still succeeds or fails on its own
+//! (see `SqliteStore::submit`). The rare writes (revocation, purge, a voucher or
+//! certificate on its own) run their own transaction under the gate.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -16,9 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Arguments, Connection, Row, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::migrations;
@@ -59,20 +68,11 @@ pub struct SqliteStore {
     /// Held by every write of this process, for the whole transaction (see the module
     /// documentation); shared by clones.
     writer: Arc<tokio::sync::Mutex<()>>,
-    /// Issued certificates with their audit events waiting for a group commit (see
-    /// [`SqliteStore::record_certificate_audited_impl`]).
-    issued: Arc<std::sync::Mutex<Vec<IssueJob>>>,
+    /// Writes waiting for a group commit (see [`SqliteStore::submit`]); shared by clones.
+    pending: Arc<std::sync::Mutex<Pending>>,
 }
 
-/// One certificate and its audit event waiting to be committed, and who waits for it.
-#[derive(Debug)]
-struct IssueJob {
-    cert: IssuedCertificate,
-    event: AuditEvent,
-    done: tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
-}
-
-/// Most issued certificates committed in one transaction.
+/// Most jobs committed in one transaction.
 const MAX_GROUP: usize = 256;
 
 impl SqliteStore {
@@ -155,7 +155,7 @@ impl SqliteStore {
         match migrations::migrate_sqlite(&pool).await {
             Ok(version) => {
                 tracing::debug!(?path, version, "store opened");
-                Ok(SqliteStore { pool, path, writer: Arc::default(), issued: Arc::default() })
+                Ok(SqliteStore { pool, path, writer: Arc::default(), pending: Arc::default() })
             }
             Err(e) => {
                 pool.close().await;
@@ -191,64 +191,140 @@ impl SqliteStore {
     }
 
     /// Records the certificate and its audit event together: neither exists without the
-    /// other, and the call returns once both are durable.
-    ///
-    /// Group commit: the job is queued, then the caller waits for the writer gate; whoever
-    /// holds the gate commits every queued job in one transaction (one fsync); a duplicate serial
-    /// fails only its own job (SQLite undoes just the refused statement), and the audit chain's
-    /// tail is read once per group. Under concurrency one fsync serves many issuances; alone, a
-    /// job costs what a single transaction costs.
+    /// other, and the call returns once both are durable. A group-committed write (see
+    /// [`SqliteStore::submit`]).
     async fn record_certificate_audited_impl(
         &self,
         cert: &IssuedCertificate,
         event: &AuditEvent,
     ) -> Result<u64, StoreError> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        lock_queue(&self.issued).push(IssueJob { cert: cert.clone(), event: event.clone(), done });
-        {
-            let _writer = self.writer.lock().await;
-            loop {
-                let jobs: Vec<IssueJob> = {
-                    let mut q = lock_queue(&self.issued);
-                    let n = q.len().min(MAX_GROUP);
-                    q.drain(..n).collect()
-                };
-                if jobs.is_empty() {
-                    break;
-                }
-                self.commit_group(jobs).await;
-            }
-        }
-        result.await.unwrap_or_else(|_| Err(StoreError::Invalid("the group commit was abandoned".into())))
+        let job = Write::Certificate { cert: CertRow::new(cert)?, event: AuditRow::new(event)? };
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.submit(job, Reply::Seq(reply));
+        answer(result).await
     }
 
-    /// Commits `jobs` in one transaction, one savepoint each, and tells every waiter.
-    async fn commit_group(&self, jobs: Vec<IssueJob>) {
-        let mut results = Vec::with_capacity(jobs.len());
+    /// Queues `write` for the next group commit; `reply` hears its result once the group's
+    /// transaction is committed (or failed).
+    ///
+    /// Group commit: every frequent write (certificate with its audit event, write batch,
+    /// consume-once, setting, audit event) is a job on one queue. A committer task drains the
+    /// queue under the writer gate and commits up to [`MAX_GROUP`] jobs in one `BEGIN
+    /// IMMEDIATE` transaction (one fsync), reading the audit chain's tail once per group, and
+    /// answers every job after COMMIT; if BEGIN or COMMIT fails, every job of the group fails.
+    /// A job refused by a constraint (a duplicate serial) fails alone with nothing of it
+    /// written: a single statement undoes only itself in SQLite, a job of several statements
+    /// runs inside its own savepoint. Under concurrency one fsync serves many writes; alone, a
+    /// job costs one transaction as before (a lone single-statement job, e.g. consume-once,
+    /// runs without one).
+    ///
+    /// The committer runs as its own task, so a caller that stops waiting (a cancelled
+    /// request) abandons only its own answer, never the writes of the others in its group.
+    fn submit(&self, write: Write, reply: Reply) {
+        let start = {
+            let mut pending = lock_pending(&self.pending);
+            pending.jobs.push(Job { write, reply });
+            !std::mem::replace(&mut pending.committer, true)
+        };
+        if start {
+            let store = self.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(store.run_committer());
+                }
+                Err(_) => {
+                    // Not inside a runtime (sqlx could not run either): answer rather than hang.
+                    store.fail_pending("the store was used outside a tokio runtime");
+                }
+            }
+        }
+    }
+
+    /// The committer task: commits groups until the queue is empty, each under the writer
+    /// gate (taken per group, so that a rare write waiting for the gate gets its turn between
+    /// groups under sustained load).
+    async fn run_committer(self) {
+        let mut watch = CommitterWatch { store: &self, finished: false };
+        loop {
+            let _writer = self.writer.lock().await;
+            let jobs: Vec<Job> = {
+                let mut pending = lock_pending(&self.pending);
+                if pending.jobs.is_empty() {
+                    // Cleared under the same lock that `submit` pushes under: a job queued
+                    // from now on starts a new committer.
+                    pending.committer = false;
+                    break;
+                }
+                let n = pending.jobs.len().min(MAX_GROUP);
+                pending.groups += 1;
+                pending.jobs.drain(..n).collect()
+            };
+            self.commit_group(jobs).await;
+        }
+        watch.finished = true;
+    }
+
+    /// Answers every queued job with an error and lets the next job start a committer.
+    fn fail_pending(&self, why: &str) {
+        let jobs = {
+            let mut pending = lock_pending(&self.pending);
+            pending.committer = false;
+            std::mem::take(&mut pending.jobs)
+        };
+        for job in jobs {
+            job.reply.send(Err(StoreError::Database(format!("the write was not committed: {why}"))));
+        }
+    }
+
+    /// Commits `jobs` in one transaction and tells every waiter.
+    async fn commit_group(&self, mut jobs: Vec<Job>) {
+        if let [job] = jobs.as_slice() {
+            if job.write.autocommits() {
+                // One statement and no audit tail to read: SQLite's own implicit
+                // transaction, one round trip.
+                if let Some(job) = jobs.pop() {
+                    let result = match job.write.script(None, false) {
+                        Ok((script, _)) => match script.run(&self.pool).await {
+                            Ok(done) => Ok(job.write.outcome(&done, Vec::new())),
+                            Err(e) => Err(job.write.error(e)),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    job.reply.send(result);
+                }
+                return;
+            }
+        }
+        // Savepoints keep a failing job of several statements from leaving a part behind;
+        // a lone job needs none (a failure rolls the whole transaction back).
+        let savepoints = jobs.len() > 1;
+        let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(jobs.len());
         let outcome: Result<(), StoreError> = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let mut tail = audit_tail(&mut tx).await?;
+            let mut tail: Option<(u64, String)> = None;
             for job in &jobs {
-                // A refused INSERT (a duplicate serial) undoes only itself in SQLite, so that job
-                // fails alone with nothing written; its audit event is then not appended. A
-                // failing audit INSERT is a database fault: the whole group fails.
-                let r = match insert_certificate(&mut tx, &job.cert).await {
-                    Ok(()) => Ok(append_audit_after(&mut tx, &mut tail, &job.event).await?),
-                    Err(e) => Err(e),
-                };
-                results.push(r);
+                if tail.is_none() && job.write.appends_audit() {
+                    tail = Some(audit_tail(&mut tx).await?);
+                }
+                results.push(run_job(&mut tx, &job.write, &mut tail, savepoints).await?);
             }
-            tx.commit().await?;
+            if results.iter().any(Result::is_ok) {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
             Ok(())
         }
         .await;
-        for (i, job) in jobs.into_iter().enumerate() {
-            let r = match (&outcome, results.get_mut(i)) {
-                (Err(e), _) => Err(StoreError::Database(format!("the group commit failed: {e}"))),
-                (Ok(()), Some(r)) => std::mem::replace(r, Ok(0)),
-                (Ok(()), None) => Err(StoreError::Invalid("job not attempted".into())),
+        let mut results = results.into_iter();
+        for job in jobs {
+            let result = match (results.next(), &outcome) {
+                // Committed, or refused alone (then its own error says more than the group's).
+                (Some(result), Ok(())) | (Some(result @ Err(_)), Err(_)) => result,
+                (_, Err(e)) => Err(StoreError::Database(format!("the group commit failed: {e}"))),
+                (None, Ok(())) => Err(StoreError::Database("the job was not attempted".into())),
             };
-            let _ = job.done.send(r);
+            job.reply.send(result);
         }
     }
 
@@ -336,13 +412,10 @@ impl SqliteStore {
     }
 
     async fn append_audit_impl(&self, event: &AuditEvent) -> Result<u64, StoreError> {
-        let _writer = self.writer.lock().await;
-        // IMMEDIATE: read the chain tail and append under one write lock, so
-        // concurrent appends cannot fork the chain.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let seq = append_audit_in(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(seq)
+        let job = Write::AppendAudit(AuditRow::new(event)?);
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.submit(job, Reply::Seq(reply));
+        answer(result).await
     }
 
     async fn audit_events_impl(
@@ -437,7 +510,6 @@ impl SqliteStore {
         value: &[u8],
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let _writer = self.writer.lock().await;
         if scope.is_empty() {
             return Err(StoreError::Invalid("single-use scope must not be empty".into()));
         }
@@ -446,21 +518,15 @@ impl SqliteStore {
                 "single-use value in scope `{scope}` must not be empty"
             )));
         }
-        let expires = format_time(expires_at, "single-use expiry")?;
-        let now = format_time(OffsetDateTime::now_utc(), "current time")?;
-        // One statement: the primary key decides atomically which caller
-        // inserts first; every other gets zero affected rows.
-        let result = sqlx::query(
-            "INSERT INTO single_use (scope, value, expires_at, consumed_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (scope, value) DO NOTHING",
-        )
-        .bind(scope)
-        .bind(value)
-        .bind(&expires)
-        .bind(&now)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let job = Write::ConsumeOnce {
+            scope: scope.to_owned(),
+            value: value.to_vec(),
+            expires: format_time(expires_at, "single-use expiry")?,
+            now: format_time(OffsetDateTime::now_utc(), "current time")?,
+        };
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.submit(job, Reply::Consumed(reply));
+        answer(result).await
     }
 
     async fn purge_expired_impl(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -482,30 +548,21 @@ impl SqliteStore {
     /// Every write of `batch` in one IMMEDIATE transaction (the audit chain tail is read and
     /// extended under the write lock), so one commit and one sync for all of them.
     async fn write_batch_impl(&self, batch: &WriteBatch) -> Result<Vec<u64>, StoreError> {
-        let _writer = self.writer.lock().await;
         for (key, _) in &batch.settings {
             check_setting_key(key)?;
         }
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let now = format_time(OffsetDateTime::now_utc(), "current time")?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for v in &batch.vouchers {
-            insert_voucher(&mut tx, v).await?;
-        }
-        for (key, value) in &batch.settings {
-            upsert_setting(&mut tx, key, value, &now).await?;
-        }
-        let mut seqs = Vec::with_capacity(batch.audit.len());
-        if !batch.audit.is_empty() {
-            let mut tail = audit_tail(&mut tx).await?;
-            for event in &batch.audit {
-                seqs.push(append_audit_after(&mut tx, &mut tail, event).await?);
-            }
-        }
-        tx.commit().await?;
-        Ok(seqs)
+        let job = Write::Batch {
+            vouchers: batch.vouchers.iter().map(VoucherRow::new).collect::<Result<_, _>>()?,
+            settings: batch.settings.clone(),
+            now: format_time(OffsetDateTime::now_utc(), "current time")?,
+            audit: batch.audit.iter().map(AuditRow::new).collect::<Result<_, _>>()?,
+        };
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.submit(job, Reply::Seqs(reply));
+        answer(result).await
     }
 
     async fn vouchers_for_impl(&self, serial_number: &str) -> Result<Vec<VoucherRecord>, StoreError> {
@@ -520,11 +577,15 @@ impl SqliteStore {
     }
 
     async fn put_setting_impl(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
         check_setting_key(key)?;
-        let now = format_time(OffsetDateTime::now_utc(), "current time")?;
-        let mut conn = self.pool.acquire().await?;
-        upsert_setting(&mut conn, key, value, &now).await
+        let job = Write::PutSetting {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            now: format_time(OffsetDateTime::now_utc(), "current time")?,
+        };
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.submit(job, Reply::Unit(reply));
+        answer(result).await
     }
 
     async fn get_setting_impl(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -550,47 +611,19 @@ impl SqliteStore {
 
 /// Inserts a voucher record (insert-only) on `conn`; returns its row id.
 async fn insert_voucher(conn: &mut sqlx::SqliteConnection, v: &VoucherRecord) -> Result<u64, StoreError> {
-    let result = sqlx::query(
-        "INSERT INTO vouchers \
-         (serial_number, domain, assertion, nonce, format, bytes, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&v.serial_number)
-    .bind(&v.domain)
-    .bind(&v.assertion)
-    .bind(v.nonce.as_deref())
-    .bind(&v.format)
-    .bind(v.bytes.as_slice())
-    .bind(format_time(v.created_at, "voucher created_at")?)
-    .execute(&mut *conn)
-    .await?;
+    let result = sqlx::query(INSERT_VOUCHER)
+        .bind(&v.serial_number)
+        .bind(&v.domain)
+        .bind(&v.assertion)
+        .bind(v.nonce.as_deref())
+        .bind(&v.format)
+        .bind(v.bytes.as_slice())
+        .bind(format_time(v.created_at, "voucher created_at")?)
+        .execute(&mut *conn)
+        .await?;
     u64::try_from(result.last_insert_rowid()).map_err(|_| StoreError::Corrupt {
         what: format!("voucher row id {} is negative", result.last_insert_rowid()),
     })
-}
-
-/// Sets `key` to `value` on `conn` (the key already checked), stamped `now`.
-async fn upsert_setting(
-    conn: &mut sqlx::SqliteConnection,
-    key: &str,
-    value: &str,
-    now: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(key)
-    .bind(value)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-fn lock_queue(q: &std::sync::Mutex<Vec<IssueJob>>) -> std::sync::MutexGuard<'_, Vec<IssueJob>> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Inserts an issued certificate inside `tx`; a known serial is a [`StoreError::Duplicate`].
@@ -599,21 +632,17 @@ async fn insert_certificate(
     cert: &IssuedCertificate,
 ) -> Result<(), StoreError> {
     let serial = normalize_serial(&cert.serial_hex)?;
-    let result = sqlx::query(
-        "INSERT INTO certificates \
-         (serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&serial)
-    .bind(&cert.issuer)
-    .bind(&cert.subject)
-    .bind(format_time(cert.not_before, "not_before")?)
-    .bind(format_time(cert.not_after, "not_after")?)
-    .bind(&cert.profile)
-    .bind(cert.der.as_slice())
-    .bind(format_time(cert.issued_at, "issued_at")?)
-    .execute(&mut *tx)
-    .await;
+    let result = sqlx::query(INSERT_CERTIFICATE)
+        .bind(&serial)
+        .bind(&cert.issuer)
+        .bind(&cert.subject)
+        .bind(format_time(cert.not_before, "not_before")?)
+        .bind(format_time(cert.not_after, "not_after")?)
+        .bind(&cert.profile)
+        .bind(cert.der.as_slice())
+        .bind(format_time(cert.issued_at, "issued_at")?)
+        .execute(&mut *tx)
+        .await;
     match result {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => {
@@ -621,12 +650,6 @@ async fn insert_certificate(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// Appends `event` to the audit hash chain inside `tx` (which must hold the write lock).
-async fn append_audit_in(tx: &mut sqlx::SqliteConnection, event: &AuditEvent) -> Result<u64, StoreError> {
-    let mut tail = audit_tail(tx).await?;
-    append_audit_after(tx, &mut tail, event).await
 }
 
 /// The last audit record's (seq, hash), or (0, genesis) for an empty log. Inside a write
@@ -641,44 +664,427 @@ async fn audit_tail(tx: &mut sqlx::SqliteConnection) -> Result<(u64, String), St
     }
 }
 
-/// Appends `event` after `tail` (the caller's write transaction holds the tail) and moves
-/// `tail` to the new record.
-async fn append_audit_after(
-    tx: &mut sqlx::SqliteConnection,
-    tail: &mut (u64, String),
-    event: &AuditEvent,
-) -> Result<u64, StoreError> {
-    let at = format_time(event.at, "audit time")?;
-    let detail = canonical_json(&event.detail)?;
-    let (prev_seq, prev_hash) = (tail.0, &tail.1);
-    let seq = prev_seq + 1;
-    let hash = audit_hash(
-        prev_hash,
-        &AuditRowText {
-            seq,
-            at: &at,
-            actor: &event.actor,
-            action: &event.action,
-            subject: &event.subject,
-            detail: &detail,
-        },
-    );
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(to_i64(seq, "audit sequence")?)
-    .bind(&at)
-    .bind(&event.actor)
-    .bind(&event.action)
-    .bind(&event.subject)
-    .bind(&detail)
-    .bind(prev_hash)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await?;
-    *tail = (seq, hash);
-    Ok(seq)
+/// Writes waiting for a group commit, and whether a committer task is running.
+#[derive(Debug, Default)]
+struct Pending {
+    jobs: Vec<Job>,
+    /// A committer task runs (or is about to) and will see every job pushed while this is
+    /// set; it clears the flag under this lock when it finds the queue empty.
+    committer: bool,
+    /// Groups committed (or attempted) so far.
+    groups: u64,
+}
+
+fn lock_pending(pending: &std::sync::Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Clears the committer flag and fails the queued jobs if the committer task ends early
+/// (a panic, or the runtime shutting down), so that no later write waits forever.
+struct CommitterWatch<'a> {
+    store: &'a SqliteStore,
+    finished: bool,
+}
+
+impl Drop for CommitterWatch<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.store.fail_pending("the committer task stopped");
+        }
+    }
+}
+
+/// One queued write and who waits for it.
+#[derive(Debug)]
+struct Job {
+    write: Write,
+    reply: Reply,
+}
+
+/// A queued write, its values already checked and formatted (before queueing, so that a bad
+/// value fails its call without taking a place in a group).
+#[derive(Debug)]
+enum Write {
+    /// [`Store::record_certificate_audited`].
+    Certificate { cert: CertRow, event: AuditRow },
+    /// [`Store::write_batch`] (not empty).
+    Batch { vouchers: Vec<VoucherRow>, settings: Vec<(String, String)>, now: String, audit: Vec<AuditRow> },
+    /// [`Store::consume_once`].
+    ConsumeOnce { scope: String, value: Vec<u8>, expires: String, now: String },
+    /// [`Store::put_setting`].
+    PutSetting { key: String, value: String, now: String },
+    /// [`Store::append_audit`].
+    AppendAudit(AuditRow),
+}
+
+/// What a committed job tells its caller; [`Reply::send`] turns it into the call's type.
+#[derive(Debug)]
+enum Outcome {
+    /// Audit sequence numbers, in order.
+    Seqs(Vec<u64>),
+    /// Whether a consume-once call consumed the value.
+    Consumed(bool),
+}
+
+/// Where a job's result goes, typed as its call returns it.
+#[derive(Debug)]
+enum Reply {
+    Seq(tokio::sync::oneshot::Sender<Result<u64, StoreError>>),
+    Seqs(tokio::sync::oneshot::Sender<Result<Vec<u64>, StoreError>>),
+    Consumed(tokio::sync::oneshot::Sender<Result<bool, StoreError>>),
+    Unit(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Reply {
+    /// Sends `result` to the caller (who may have stopped waiting).
+    fn send(self, result: Result<Outcome, StoreError>) {
+        let mismatch =
+            || StoreError::Database("internal error: a job produced the wrong kind of result".into());
+        match self {
+            Reply::Seq(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Seqs(seqs) => match seqs.as_slice() {
+                        [seq] => Ok(*seq),
+                        _ => Err(mismatch()),
+                    },
+                    _ => Err(mismatch()),
+                }));
+            }
+            Reply::Seqs(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Seqs(seqs) => Ok(seqs),
+                    Outcome::Consumed(_) => Err(mismatch()),
+                }));
+            }
+            Reply::Consumed(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Consumed(c) => Ok(c),
+                    Outcome::Seqs(_) => Err(mismatch()),
+                }));
+            }
+            Reply::Unit(tx) => {
+                let _ = tx.send(result.map(|_| ()));
+            }
+        }
+    }
+}
+
+/// Waits for a queued job's answer.
+async fn answer<T>(result: tokio::sync::oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    result.await.unwrap_or_else(|_| Err(StoreError::Database("the group commit was abandoned".into())))
+}
+
+/// An issued certificate, formatted for its row.
+#[derive(Debug)]
+struct CertRow {
+    serial: String,
+    issuer: String,
+    subject: String,
+    not_before: String,
+    not_after: String,
+    profile: String,
+    der: Vec<u8>,
+    issued_at: String,
+}
+
+impl CertRow {
+    fn new(cert: &IssuedCertificate) -> Result<Self, StoreError> {
+        Ok(CertRow {
+            serial: normalize_serial(&cert.serial_hex)?,
+            issuer: cert.issuer.clone(),
+            subject: cert.subject.clone(),
+            not_before: format_time(cert.not_before, "not_before")?,
+            not_after: format_time(cert.not_after, "not_after")?,
+            profile: cert.profile.clone(),
+            der: cert.der.clone(),
+            issued_at: format_time(cert.issued_at, "issued_at")?,
+        })
+    }
+}
+
+/// A voucher record, formatted for its row.
+#[derive(Debug)]
+struct VoucherRow {
+    serial_number: String,
+    domain: String,
+    assertion: String,
+    nonce: Option<Vec<u8>>,
+    format: String,
+    bytes: Vec<u8>,
+    created_at: String,
+}
+
+impl VoucherRow {
+    fn new(v: &VoucherRecord) -> Result<Self, StoreError> {
+        Ok(VoucherRow {
+            serial_number: v.serial_number.clone(),
+            domain: v.domain.clone(),
+            assertion: v.assertion.clone(),
+            nonce: v.nonce.clone(),
+            format: v.format.clone(),
+            bytes: v.bytes.clone(),
+            created_at: format_time(v.created_at, "voucher created_at")?,
+        })
+    }
+}
+
+/// An audit event, formatted for its row; its sequence number and hashes come when it is
+/// chained to the tail inside the write transaction.
+#[derive(Debug)]
+struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    subject: String,
+    detail: String,
+}
+
+impl AuditRow {
+    fn new(event: &AuditEvent) -> Result<Self, StoreError> {
+        Ok(AuditRow {
+            at: format_time(event.at, "audit time")?,
+            detail: canonical_json(&event.detail)?,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            subject: event.subject.clone(),
+        })
+    }
+
+    /// Adds the INSERT of this record after `tail` to `script` and moves `tail` to it.
+    fn chain(&self, script: &mut Script, tail: &mut (u64, String)) -> Result<u64, StoreError> {
+        let seq = tail.0.checked_add(1).ok_or_else(|| StoreError::Invalid("the audit log is full".into()))?;
+        let hash = audit_hash(
+            &tail.1,
+            &AuditRowText {
+                seq,
+                at: &self.at,
+                actor: &self.actor,
+                action: &self.action,
+                subject: &self.subject,
+                detail: &self.detail,
+            },
+        );
+        script.statement(INSERT_AUDIT);
+        script.bind(to_i64(seq, "audit sequence")?)?;
+        script.bind(self.at.clone())?;
+        script.bind(self.actor.clone())?;
+        script.bind(self.action.clone())?;
+        script.bind(self.subject.clone())?;
+        script.bind(self.detail.clone())?;
+        script.bind(std::mem::take(&mut tail.1))?;
+        script.bind(hash.clone())?;
+        *tail = (seq, hash);
+        Ok(seq)
+    }
+}
+
+const INSERT_CERTIFICATE: &str = "INSERT INTO certificates \
+     (serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_VOUCHER: &str = "INSERT INTO vouchers \
+     (serial_number, domain, assertion, nonce, format, bytes, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?)";
+const UPSERT_SETTING: &str = "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+/// One statement: the primary key decides atomically which caller inserts first; every
+/// other gets zero affected rows.
+const CONSUME_ONCE: &str = "INSERT INTO single_use (scope, value, expires_at, consumed_at) \
+     VALUES (?, ?, ?, ?) ON CONFLICT (scope, value) DO NOTHING";
+
+/// The statements of one job as one query string, run in one round trip to SQLite.
+///
+/// sqlx's SQLite driver runs every `;`-separated statement of a query, binding the
+/// arguments in order across them (checked by the test
+/// `several_statements_run_in_one_query_with_arguments_in_order`); each statement is
+/// prepared once and cached with the query string.
+#[derive(Default)]
+struct Script {
+    sql: String,
+    args: SqliteArguments,
+    statements: usize,
+}
+
+impl Script {
+    fn statement(&mut self, sql: &str) {
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(sql);
+        self.statements += 1;
+    }
+
+    fn bind<T>(&mut self, value: T) -> Result<(), StoreError>
+    where
+        T: for<'t> sqlx::Encode<'t, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        self.args.add(value).map_err(|e| StoreError::Invalid(format!("cannot bind a value: {e}")))
+    }
+
+    async fn run<'c, E>(self, conn: E) -> Result<SqliteQueryResult, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+    {
+        sqlx::query_with(sqlx::AssertSqlSafe(self.sql), self.args).execute(conn).await
+    }
+}
+
+impl Write {
+    fn appends_audit(&self) -> bool {
+        match self {
+            Write::Certificate { .. } | Write::AppendAudit(_) => true,
+            Write::Batch { audit, .. } => !audit.is_empty(),
+            Write::ConsumeOnce { .. } | Write::PutSetting { .. } => false,
+        }
+    }
+
+    /// Whether the job alone is one statement that needs no transaction around it.
+    fn autocommits(&self) -> bool {
+        match self {
+            Write::ConsumeOnce { .. } | Write::PutSetting { .. } => true,
+            Write::Batch { vouchers, settings, audit, .. } => {
+                audit.is_empty() && vouchers.len() + settings.len() == 1
+            }
+            Write::Certificate { .. } | Write::AppendAudit(_) => false,
+        }
+    }
+
+    /// The job's statements, audit records chained after `tail` (`Some` whenever the job
+    /// [appends audit records](Self::appends_audit)), inside a savepoint if `savepoint` and
+    /// the job has several statements. Returns the script and the audit sequence numbers;
+    /// `tail` is moved past the job's records.
+    fn script(
+        &self,
+        mut tail: Option<&mut (u64, String)>,
+        savepoint: bool,
+    ) -> Result<(Script, Vec<u64>), StoreError> {
+        let mut script = Script::default();
+        let mut seqs = Vec::new();
+        let mut chain = |script: &mut Script, event: &AuditRow| -> Result<(), StoreError> {
+            let tail = tail
+                .as_deref_mut()
+                .ok_or_else(|| StoreError::Database("internal error: the audit tail was not read".into()))?;
+            seqs.push(event.chain(script, tail)?);
+            Ok(())
+        };
+        match self {
+            Write::Certificate { cert, event } => {
+                script.statement(INSERT_CERTIFICATE);
+                script.bind(cert.serial.clone())?;
+                script.bind(cert.issuer.clone())?;
+                script.bind(cert.subject.clone())?;
+                script.bind(cert.not_before.clone())?;
+                script.bind(cert.not_after.clone())?;
+                script.bind(cert.profile.clone())?;
+                script.bind(cert.der.clone())?;
+                script.bind(cert.issued_at.clone())?;
+                chain(&mut script, event)?;
+            }
+            Write::Batch { vouchers, settings, now, audit } => {
+                for v in vouchers {
+                    script.statement(INSERT_VOUCHER);
+                    script.bind(v.serial_number.clone())?;
+                    script.bind(v.domain.clone())?;
+                    script.bind(v.assertion.clone())?;
+                    script.bind(v.nonce.clone())?;
+                    script.bind(v.format.clone())?;
+                    script.bind(v.bytes.clone())?;
+                    script.bind(v.created_at.clone())?;
+                }
+                for (key, value) in settings {
+                    script.statement(UPSERT_SETTING);
+                    script.bind(key.clone())?;
+                    script.bind(value.clone())?;
+                    script.bind(now.clone())?;
+                }
+                for event in audit {
+                    chain(&mut script, event)?;
+                }
+            }
+            Write::ConsumeOnce { scope, value, expires, now } => {
+                script.statement(CONSUME_ONCE);
+                script.bind(scope.clone())?;
+                script.bind(value.clone())?;
+                script.bind(expires.clone())?;
+                script.bind(now.clone())?;
+            }
+            Write::PutSetting { key, value, now } => {
+                script.statement(UPSERT_SETTING);
+                script.bind(key.clone())?;
+                script.bind(value.clone())?;
+                script.bind(now.clone())?;
+            }
+            Write::AppendAudit(event) => chain(&mut script, event)?,
+        }
+        if savepoint && script.statements > 1 {
+            script.sql = format!("SAVEPOINT job;\n{};\nRELEASE job", script.sql);
+        }
+        Ok((script, seqs))
+    }
+
+    /// The caller's outcome of the job's committed statements.
+    fn outcome(&self, done: &SqliteQueryResult, seqs: Vec<u64>) -> Outcome {
+        match self {
+            // A single statement: its own count of inserted rows.
+            Write::ConsumeOnce { .. } => Outcome::Consumed(done.rows_affected() == 1),
+            _ => Outcome::Seqs(seqs),
+        }
+    }
+
+    /// The caller's error for a statement of this job that failed.
+    fn error(&self, e: sqlx::Error) -> StoreError {
+        match (self, &e) {
+            (Write::Certificate { cert, .. }, sqlx::Error::Database(db))
+                if db.is_unique_violation() && db.message().contains("certificates.") =>
+            {
+                StoreError::Duplicate { what: "certificate serial", key: cert.serial.clone() }
+            }
+            _ => e.into(),
+        }
+    }
+}
+
+/// Runs one job of a group inside the group's transaction. `Ok(Err(_))`: the job failed alone
+/// and nothing of it is written; `Err(_)`: the transaction is unusable, the group fails.
+async fn run_job(
+    tx: &mut SqliteConnection,
+    write: &Write,
+    tail: &mut Option<(u64, String)>,
+    savepoints: bool,
+) -> Result<Result<Outcome, StoreError>, StoreError> {
+    // The tail moves only if the job's statements succeed.
+    let mut job_tail = tail.clone();
+    let (script, seqs) = match write.script(job_tail.as_mut(), savepoints) {
+        Ok(built) => built,
+        Err(e) => return Ok(Err(e)),
+    };
+    let wrapped = savepoints && script.statements > 1;
+    match script.run(&mut *tx).await {
+        Ok(done) => {
+            *tail = job_tail;
+            Ok(Ok(write.outcome(&done, seqs)))
+        }
+        // A refused statement (constraint, trigger) undid only itself and left the
+        // transaction open; undo the job's earlier statements. Any other failure (I/O, full
+        // disk, …) may have ended the transaction: the whole group fails.
+        Err(e) if is_constraint_violation(&e) => {
+            if wrapped {
+                sqlx::raw_sql("ROLLBACK TO job; RELEASE job").execute(&mut *tx).await?;
+            }
+            Ok(Err(write.error(e)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether SQLite refused a statement for a constraint (unique key, check, trigger `RAISE`):
+/// the statement is undone, the transaction stays open.
+fn is_constraint_violation(e: &sqlx::Error) -> bool {
+    const SQLITE_CONSTRAINT: i64 = 19;
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == SQLITE_CONSTRAINT))
 }
 
 impl Store for SqliteStore {
@@ -1100,6 +1506,360 @@ mod tests {
             .expect("rename");
         store.close().await;
         assert!(matches!(SqliteStore::open(&path).await, Err(StoreError::SchemaMismatch { version: 1, .. })));
+    }
+
+    /// A store whose writer gate the test holds: writes queue until the guard is dropped, then
+    /// the committer finds them all queued and commits them as one group.
+    async fn queued(store: &SqliteStore, n: usize) {
+        for _ in 0..2000 {
+            if lock_pending(&store.pending).jobs.len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{n} jobs were not queued");
+    }
+
+    fn groups(store: &SqliteStore) -> u64 {
+        lock_pending(&store.pending).groups
+    }
+
+    fn voucher(serial: &str) -> VoucherRecord {
+        VoucherRecord {
+            serial_number: serial.to_owned(),
+            domain: "registrar.example".to_owned(),
+            assertion: "proximity".to_owned(),
+            nonce: Some(vec![7]),
+            format: "cms-json".to_owned(),
+            bytes: vec![1, 2, 3],
+            created_at: time::macros::datetime!(2025-01-01 00:00:00 UTC),
+        }
+    }
+
+    fn exp() -> OffsetDateTime {
+        OffsetDateTime::now_utc() + time::Duration::hours(1)
+    }
+
+    /// The sqlx behaviour [`Script`] relies on: several `;`-separated statements in one query
+    /// all run, with the arguments bound in order across them, and a refused statement stops
+    /// the query there and reports its error.
+    #[tokio::test]
+    async fn several_statements_run_in_one_query_with_arguments_in_order() {
+        let (_dir, _path, store) = open_temp().await;
+        let mut script = Script::default();
+        for (k, v) in [("k1", "v1"), ("k2", "v2"), ("k3", "v3")] {
+            script.statement(UPSERT_SETTING);
+            script.bind(k.to_owned()).expect("bind");
+            script.bind(v.to_owned()).expect("bind");
+            script.bind("2025-01-01T00:00:00.000000Z".to_owned()).expect("bind");
+        }
+        assert_eq!(script.statements, 3);
+        script.run(&store.pool).await.expect("run");
+        let got = store.settings_with_prefix("k").await.expect("list");
+        assert_eq!(
+            got,
+            [("k1", "v1"), ("k2", "v2"), ("k3", "v3")].map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+
+        let mut script = Script::default();
+        script.statement(UPSERT_SETTING);
+        for v in ["k4", "v4", "2025-01-01T00:00:00.000000Z"] {
+            script.bind(v.to_owned()).expect("bind");
+        }
+        script.statement("INSERT INTO certificates (serial_hex) VALUES (?)");
+        script.bind("ab".to_owned()).expect("bind");
+        script.statement(UPSERT_SETTING);
+        for v in ["k5", "v5", "2025-01-01T00:00:00.000000Z"] {
+            script.bind(v.to_owned()).expect("bind");
+        }
+        let err = script.run(&store.pool).await.expect_err("NOT NULL columns missing");
+        assert!(is_constraint_violation(&err), "{err}");
+        assert_eq!(store.get_setting("k4").await.expect("get").as_deref(), Some("v4"));
+        assert_eq!(store.get_setting("k5").await.expect("get"), None, "statements after the refused one");
+    }
+
+    /// 64 concurrent writes of every queued kind: all succeed, share transactions, and the
+    /// audit chain stays one chain with every sequence number handed out once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_mixed_writes_share_transactions_and_keep_one_chain() {
+        let (_dir, _path, store) = open_temp().await;
+        let before = groups(&store);
+        let mut tasks = Vec::new();
+        for i in 0..64u64 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let subject = format!("t{i}");
+                match i % 5 {
+                    0 => {
+                        let batch = WriteBatch::new()
+                            .voucher(voucher(&subject))
+                            .setting(format!("batch.{i}"), "b")
+                            .audit(event(&subject, 1))
+                            .audit(event(&subject, 2));
+                        s.write_batch(&batch).await.expect("batch")
+                    }
+                    1 => {
+                        assert!(s.consume_once("n", subject.as_bytes(), exp()).await.expect("consume"));
+                        Vec::new()
+                    }
+                    2 => {
+                        s.put_setting(&format!("put.{i}"), "p").await.expect("put");
+                        Vec::new()
+                    }
+                    3 => vec![s.append_audit(&event(&subject, 1)).await.expect("append")],
+                    _ => vec![s
+                        .record_certificate_audited(
+                            &cert(&format!("{:04x}", 0x100 + i), "CN=c"),
+                            &event(&subject, 1),
+                        )
+                        .await
+                        .expect("certificate")],
+                }
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.extend(t.await.expect("join"));
+        }
+        // Batches (13 with 2 events) + appends (13) + certificates (12).
+        let events = 13 * 2 + 13 + 12;
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=events).collect::<Vec<u64>>(), "every sequence number once");
+        assert_eq!(store.verify_audit_chain().await.expect("chain"), events);
+        assert_eq!(store.list_certificates(100, 0).await.expect("certs").len(), 12);
+        assert_eq!(store.settings_with_prefix("batch.").await.expect("batch settings").len(), 13);
+        assert_eq!(store.settings_with_prefix("put.").await.expect("put settings").len(), 13);
+        assert_eq!(store.vouchers_for("t5").await.expect("vouchers").len(), 1);
+        assert!(!store.consume_once("n", b"t1", exp()).await.expect("consumed before"));
+        let used = groups(&store) - before;
+        assert!(used < 64, "64 writes took {used} transactions");
+    }
+
+    /// Jobs queued behind the writer gate are committed as one group; a duplicate serial in it
+    /// fails alone, its audit event is absent, and its neighbours' events are chained without a
+    /// gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn duplicate_serial_in_a_group_fails_alone_without_its_audit_event() {
+        let (_dir, _path, store) = open_temp().await;
+        assert_eq!(
+            store
+                .record_certificate_audited(&cert("0a", "CN=first"), &event("first", 0))
+                .await
+                .expect("first"),
+            1
+        );
+        let gate = store.writer.lock().await;
+        let before = groups(&store);
+        let mut tasks = Vec::new();
+        for i in 0..5u64 {
+            let s = store.clone();
+            let serial = if i == 2 { "0A".to_owned() } else { format!("{:02x}", 0x10 + i) };
+            tasks.push(tokio::spawn(async move {
+                s.record_certificate_audited(&cert(&serial, "CN=x"), &event(&format!("job{i}"), i)).await
+            }));
+            // Queue them in order, so that the duplicate has neighbours on both sides.
+            queued(&store, tasks.len()).await;
+        }
+        drop(gate);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("join"));
+        }
+        assert_eq!(groups(&store) - before, 1, "one transaction for the five jobs");
+        assert!(
+            matches!(&results[2], Err(StoreError::Duplicate { key, .. }) if key == "0a"),
+            "{:?}",
+            results[2]
+        );
+        let seqs: Vec<u64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(seqs, [2, 3, 4, 5]);
+        assert!(store.audit_events(Some("job2"), 0, 10).await.expect("events").is_empty());
+        for neighbour in ["job1", "job3"] {
+            assert_eq!(store.audit_events(Some(neighbour), 0, 10).await.expect("events").len(), 1);
+        }
+        assert_eq!(store.certificate("0a").await.expect("get").expect("kept").subject, "CN=first");
+        assert_eq!(store.list_certificates(100, 0).await.expect("list").len(), 5);
+        assert_eq!(store.verify_audit_chain().await.expect("chain"), 5);
+    }
+
+    /// Two consume-once jobs for the same value in one group: exactly one consumes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn same_value_twice_in_one_group_is_consumed_once() {
+        let (_dir, _path, store) = open_temp().await;
+        let gate = store.writer.lock().await;
+        let before = groups(&store);
+        let mut tasks = Vec::new();
+        for value in ["same", "other", "same"] {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move { s.consume_once("nonce", value.as_bytes(), exp()).await }));
+        }
+        let s = store.clone();
+        let append = tokio::spawn(async move { s.append_audit(&event("a", 1)).await });
+        queued(&store, 4).await;
+        drop(gate);
+        let mut wins = Vec::new();
+        for t in tasks {
+            wins.push(t.await.expect("join").expect("consume"));
+        }
+        assert_eq!(append.await.expect("join").expect("append"), 1);
+        assert_eq!(groups(&store) - before, 1);
+        assert_eq!(wins.iter().filter(|w| **w).count(), 2, "{wins:?}");
+        assert!(wins[1], "the other value");
+        assert!(wins[0] != wins[2], "exactly one of the two `same` jobs wins: {wins:?}");
+        assert!(!store.consume_once("nonce", b"same", exp()).await.expect("again"));
+        // Bad input is refused before it is queued.
+        assert!(matches!(store.consume_once("nonce", b"", exp()).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(store.consume_once("", b"x", exp()).await, Err(StoreError::Invalid(_))));
+    }
+
+    /// A batch refused half-way (its setting refused by a trigger after its voucher went in)
+    /// leaves nothing behind, in a group and alone; a certificate whose audit event is refused
+    /// is not stored; a batch with an invalid key fails before queueing. The neighbours commit
+    /// and the chain has no gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_job_refused_half_way_fails_alone_with_nothing_written() {
+        let (_dir, _path, store) = open_temp().await;
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse_setting BEFORE INSERT ON settings WHEN NEW.key = 'refuse' \
+             BEGIN SELECT RAISE(ABORT, 'refused setting'); END; \
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log WHEN NEW.subject = 'refuse' \
+             BEGIN SELECT RAISE(ABORT, 'refused event'); END;",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("triggers");
+
+        let bad_batch =
+            || WriteBatch::new().voucher(voucher("PID-BAD")).setting("refuse", "x").audit(event("bad", 9));
+        // Alone (no savepoint): the transaction is rolled back.
+        assert!(matches!(store.write_batch(&bad_batch()).await, Err(StoreError::Database(_))));
+        assert!(store.vouchers_for("PID-BAD").await.expect("vouchers").is_empty());
+
+        let gate = store.writer.lock().await;
+        let before = groups(&store);
+        let s = store.clone();
+        let first = tokio::spawn(async move {
+            s.write_batch(&WriteBatch::new().voucher(voucher("PID-1")).audit(event("ok1", 1))).await
+        });
+        queued(&store, 1).await;
+        let s = store.clone();
+        let bad = tokio::spawn(async move { s.write_batch(&bad_batch()).await });
+        queued(&store, 2).await;
+        let s = store.clone();
+        let bad_cert = tokio::spawn(async move {
+            s.record_certificate_audited(&cert("0bad", "CN=b"), &event("refuse", 1)).await
+        });
+        queued(&store, 3).await;
+        let s = store.clone();
+        let invalid = tokio::spawn(async move {
+            s.write_batch(&WriteBatch::new().setting("ok.key", "x").setting("", "y").audit(event("inv", 1)))
+                .await
+        });
+        let s = store.clone();
+        let last = tokio::spawn(async move {
+            s.write_batch(
+                &WriteBatch::new().setting("ok2", "y").audit(event("ok2", 2)).audit(event("ok2", 3)),
+            )
+            .await
+        });
+        queued(&store, 4).await;
+        assert!(
+            matches!(invalid.await.expect("join"), Err(StoreError::Invalid(_))),
+            "refused before queueing"
+        );
+        drop(gate);
+
+        assert_eq!(first.await.expect("join").expect("first"), vec![1]);
+        assert!(
+            matches!(bad.await.expect("join"), Err(StoreError::Database(m)) if m.contains("refused setting"))
+        );
+        assert!(
+            matches!(bad_cert.await.expect("join"), Err(StoreError::Database(m)) if m.contains("refused event"))
+        );
+        assert_eq!(last.await.expect("join").expect("last"), vec![2, 3]);
+        assert_eq!(groups(&store) - before, 1);
+
+        assert!(store.vouchers_for("PID-BAD").await.expect("vouchers").is_empty());
+        assert_eq!(store.vouchers_for("PID-1").await.expect("vouchers").len(), 1);
+        assert_eq!(store.certificate("0bad").await.expect("get"), None);
+        assert_eq!(store.get_setting("ok.key").await.expect("get"), None);
+        assert_eq!(store.get_setting("ok2").await.expect("get").as_deref(), Some("y"));
+        assert!(store.audit_events(Some("bad"), 0, 10).await.expect("events").is_empty());
+        assert_eq!(store.verify_audit_chain().await.expect("chain"), 3);
+    }
+
+    /// A COMMIT that fails (a deferred foreign key, checked at COMMIT) fails every job of the
+    /// group, and none of their writes is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failed_commit_fails_every_job_of_the_group() {
+        let (_dir, _path, store) = open_temp().await;
+        sqlx::raw_sql(
+            "CREATE TABLE dangling (serial TEXT REFERENCES certificates (serial_hex) \
+             DEFERRABLE INITIALLY DEFERRED); \
+             CREATE TRIGGER poison AFTER INSERT ON settings WHEN NEW.key = 'poison' \
+             BEGIN INSERT INTO dangling (serial) VALUES ('no-such-serial'); END;",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("schema");
+
+        let gate = store.writer.lock().await;
+        let mut tasks = Vec::new();
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.put_setting("poison", "x").await.map(|()| 0) }));
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.append_audit(&event("lost", 1)).await }));
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.consume_once("n", b"v", exp()).await.map(u64::from) }));
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_certificate_audited(&cert("0c", "CN=c"), &event("lost", 2)).await
+        }));
+        queued(&store, 4).await;
+        drop(gate);
+        for t in tasks {
+            let r = t.await.expect("join");
+            assert!(matches!(&r, Err(StoreError::Database(m)) if m.contains("group commit failed")), "{r:?}");
+        }
+        assert_eq!(store.get_setting("poison").await.expect("get"), None);
+        assert_eq!(store.verify_audit_chain().await.expect("chain"), 0);
+        assert_eq!(store.certificate("0c").await.expect("get"), None);
+        // The connection is usable again, and the value was not consumed.
+        assert!(store.consume_once("n", b"v", exp()).await.expect("consume"));
+        assert_eq!(store.append_audit(&event("after", 1)).await.expect("append"), 1);
+    }
+
+    /// A caller that stops waiting for its write (a cancelled request) does not take the
+    /// writes of the others down with it: the queued job is still committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_cancelled_caller_leaves_its_group_intact() {
+        let (_dir, _path, store) = open_temp().await;
+        let gate = store.writer.lock().await;
+        let s = store.clone();
+        let cancelled = tokio::spawn(async move { s.append_audit(&event("cancelled", 1)).await });
+        queued(&store, 1).await;
+        let s = store.clone();
+        let other = tokio::spawn(async move { s.append_audit(&event("other", 2)).await });
+        queued(&store, 2).await;
+        cancelled.abort();
+        assert!(cancelled.await.expect_err("aborted").is_cancelled());
+        drop(gate);
+        assert_eq!(other.await.expect("join").expect("append"), 2);
+        assert_eq!(store.audit_events(Some("cancelled"), 0, 10).await.expect("events").len(), 1);
+        assert_eq!(store.verify_audit_chain().await.expect("chain"), 2);
+        // A later write starts a new committer.
+        store.put_setting("later", "x").await.expect("put");
+        assert_eq!(store.get_setting("later").await.expect("get").as_deref(), Some("x"));
+        // … and the committer stops once the queue is empty.
+        let mut stopped = false;
+        for _ in 0..1000 {
+            if !lock_pending(&store.pending).committer {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(stopped, "the committer keeps running with an empty queue");
     }
 
     #[tokio::test]

@@ -38,6 +38,10 @@ pub struct LabOptions {
     pub registrar_key: Option<String>,
     /// The MASA voucher-signing key URI for a new lab (e.g. `pkcs11:...`); default: a key file.
     pub voucher_signer_key: Option<String>,
+    /// Where [`Lab::pledge`] puts the minted devices' state directories (they stand for
+    /// separate devices, so their storage need not be the servers'); default: `pledges/`
+    /// under the lab directory.
+    pub pledge_dir: Option<PathBuf>,
 }
 
 impl Default for LabOptions {
@@ -52,6 +56,7 @@ impl Default for LabOptions {
             domain_ca_key: None,
             registrar_key: None,
             voucher_signer_key: None,
+            pledge_dir: None,
         }
     }
 }
@@ -157,10 +162,14 @@ impl Lab {
     }
 
     /// Mints a device `serial` at the MASA (claimed for this domain unless allow-any-owner),
-    /// writes its IDevID files under `dir/pledges/<serial>`, and returns a pledge
+    /// writes its IDevID files under `<pledge dir>/<serial>` ([`LabOptions::pledge_dir`],
+    /// default `dir/pledges`), and returns a pledge
     /// configuration pointing at the registrar.
     pub async fn pledge(&self, serial: &str, format: Format) -> Result<(PledgeConfig, Idevid), LabError> {
-        let out = self.dir.join("pledges").join(serial);
+        let out = match &self.options.pledge_dir {
+            Some(d) => d.join(serial),
+            None => self.dir.join("pledges").join(serial),
+        };
         self.masa.mint_idevid_to(serial, &out).await.map_err(s)?;
         if self.options.claim_ownership {
             let owner = Owner::DomainCa(self.registrar.domain_ca().clone());

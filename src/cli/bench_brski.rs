@@ -26,6 +26,13 @@ pub struct BrskiBenchArgs {
     /// Lab state directory (default: a new directory under the system temp dir, removed after).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Where the simulated pledges keep their state (IDevID, LDevID key, certificates, voucher):
+    /// they stand for separate devices, whose storage is not the servers'. Default: a new
+    /// directory on the RAM file system /dev/shm when there is one (removed after), else
+    /// `pledges/` in the lab directory. The MASA's and registrar's databases stay in the lab
+    /// directory either way.
+    #[arg(long)]
+    pledge_state: Option<PathBuf>,
 }
 
 /// Runs the benchmark.
@@ -37,8 +44,12 @@ pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("brski-bench-{}", std::process::id())), true),
     };
-    let lab = Lab::start(&dir, LabOptions::default()).await.map_err(anyhow::Error::msg)?;
+    let (pledge_dir, remove_pledges) = pledge_dir(&a);
+    let options = LabOptions { pledge_dir: pledge_dir.clone(), ..LabOptions::default() };
+    let lab = Lab::start(&dir, options).await.map_err(anyhow::Error::msg)?;
     eprintln!("lab: MASA {} and registrar {} (state {})", lab.masa_addr, lab.registrar_url, dir.display());
+    let pledges_at = pledge_dir.clone().unwrap_or_else(|| dir.join("pledges"));
+    eprintln!("pledges' state (simulated devices): {}", pledges_at.display());
     eprintln!("minting {} IDevIDs ...", a.count);
     let mut pledges = Vec::with_capacity(a.count);
     for i in 0..a.count {
@@ -74,9 +85,27 @@ pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    if let (true, Some(p)) = (remove_pledges, &pledge_dir) {
+        let _ = std::fs::remove_dir_all(p);
+    }
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
     let failures = failures.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
     report(&mut lat, &failures, elapsed)
+}
+
+/// The pledges' state directory and whether to remove it after: `--pledge-state`, else a new
+/// directory on /dev/shm when that is a writable directory, else none (the lab's `pledges/`).
+fn pledge_dir(a: &BrskiBenchArgs) -> (Option<PathBuf>, bool) {
+    if let Some(p) = &a.pledge_state {
+        return (Some(p.clone()), false);
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = shm.join(format!("brski-bench-pledges-{}", std::process::id()));
+    if shm.is_dir() && std::fs::create_dir(&dir).is_ok() {
+        (Some(dir), true)
+    } else {
+        (None, false)
+    }
 }
 
 fn report(lat: &mut [Duration], failures: &[String], elapsed: Duration) -> anyhow::Result<ExitCode> {

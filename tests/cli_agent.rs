@@ -10,8 +10,9 @@ use shared::keys::{Algorithm, SoftwareKey};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+use tests::Server;
 
 const TD: &str = "campus.example";
 const OWNER: &str = "mailto:alice@example.com";
@@ -40,15 +41,6 @@ fn ok(o: &Output) -> String {
 }
 
 /// A server process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
 }

@@ -2,43 +2,17 @@
 //! separate processes, a device minted and claimed, `pledge bootstrap` to an LDevID, then
 //! `pledge status` and `registrar list|approve|deny`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+use tests::free_port;
 use tests::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
 }
 
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `brski args...` and waits for the first line of its banner.
-fn serve(args: &[&str], expect: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn brski");
-    let mut first = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut first).unwrap();
-    assert!(first.contains(expect), "{first}");
-    // Keep reading: a closed pipe would make the server's later lines fail (EPIPE) and kill it.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    Server(child)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn serve(args: &[&str], expect: &str) -> tests::Server {
+    tests::serve(env!("CARGO_BIN_EXE_brski"), args, expect)
 }
 
 #[test]

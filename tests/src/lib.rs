@@ -4,8 +4,9 @@
 //! A test that needs a tool calls [`peer`]; without the tool it is skipped with a loud message,
 //! unless `BRSKI_REQUIRE_PEERS=1` (set by `.ci/run` after installing them), where it fails.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// True when `tool` is on PATH. Otherwise prints a loud skip notice, or panics when
 /// `BRSKI_REQUIRE_PEERS=1`.
@@ -107,3 +108,37 @@ pub fn vector(rel: &str) -> PathBuf {
 }
 
 pub mod agent;
+
+/// A server process (e.g. `brski registrar serve`), killed when dropped.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program args...` and waits for the first line of its banner, which must contain
+/// `expect`; the rest of its standard output is drained (a closed pipe would make the server's
+/// later lines fail with EPIPE and kill it).
+pub fn serve(program: &str, args: &[&str], expect: &str) -> Server {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    stdout.read_line(&mut first).expect("banner line");
+    let server = Server(child);
+    assert!(first.contains(expect), "{first}");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    server
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}

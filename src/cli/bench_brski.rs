@@ -45,6 +45,8 @@ pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
         None => (std::env::temp_dir().join(format!("brski-bench-{}", std::process::id())), true),
     };
     let (pledge_dir, remove_pledges) = pledge_dir(&a);
+    // Removed however the run ends (an error below returns early).
+    let _cleanup = RemoveOnDrop([remove.then(|| dir.clone()), pledge_dir.clone().filter(|_| remove_pledges)]);
     let options = LabOptions { pledge_dir: pledge_dir.clone(), ..LabOptions::default() };
     let lab = Lab::start(&dir, options).await.map_err(anyhow::Error::msg)?;
     eprintln!("lab: MASA {} and registrar {} (state {})", lab.masa_addr, lab.registrar_url, dir.display());
@@ -82,15 +84,20 @@ pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
     }
     let elapsed = started.elapsed();
     drop(lab);
-    if remove {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    if let (true, Some(p)) = (remove_pledges, &pledge_dir) {
-        let _ = std::fs::remove_dir_all(p);
-    }
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
     let failures = failures.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
     report(&mut lat, &failures, elapsed)
+}
+
+/// Directories removed when dropped.
+struct RemoveOnDrop([Option<PathBuf>; 2]);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for d in self.0.iter().flatten() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 /// The pledges' state directory and whether to remove it after: `--pledge-state`, else a new

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use tests::Server;
+use testkit::Server;
 
 const TD: &str = "campus.example";
 const OWNER: &str = "mailto:alice@example.com";
@@ -58,8 +58,8 @@ async fn agent_request_and_verify_with_the_binary() {
          [[owner]]\nid = \"{OWNER}\"\nkid = \"alice-1\"\nkey = \"{}\"\nagents = [\"wimse://{TD}/agent/*\"]\n",
         owner_pem.display()
     );
-    let options = registrar::lab::LabOptions { agent_policy: Some(policy), ..Default::default() };
-    let lab = registrar::lab::Lab::start(&dir.path().join("lab"), options).await.expect("lab");
+    let options = brski::lab::LabOptions { agent_policy: Some(policy), ..Default::default() };
+    let lab = brski::lab::Lab::start(&dir.path().join("lab"), options).await.expect("lab");
     let (cfg, id) = lab.pledge("cli-host", shared::signed::Format::Cms).await.unwrap();
     pledge::bootstrap(&cfg, &id).await.expect("bootstrap");
 

@@ -3,7 +3,7 @@
 //! pledges' state where `--pledge-state` says (and nothing behind in its own temp directory).
 
 use std::process::{Command, Output};
-use tests::success_stdout as ok;
+use testkit::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")

@@ -3,16 +3,16 @@
 //! `pledge status` and `registrar list|approve|deny`.
 
 use std::process::{Command, Output};
-use tests::free_port;
-use tests::success_stdout as ok;
+use testkit::free_port;
+use testkit::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
 }
 
 /// Starts `brski args...` and waits for the first line of its banner.
-fn serve(args: &[&str], expect: &str) -> tests::Server {
-    tests::serve(env!("CARGO_BIN_EXE_brski"), args, expect)
+fn serve(args: &[&str], expect: &str) -> testkit::Server {
+    testkit::serve(env!("CARGO_BIN_EXE_brski"), args, expect)
 }
 
 #[test]
@@ -88,8 +88,8 @@ fn masa_registrar_and_pledge_processes_bootstrap_a_device() {
     );
     let list = ok(&brski(&["registrar", "list", "--state", &p("reg")]));
     assert!(list.contains("SN-0001") && list.contains("enrolled"), "{list}");
-    if tests::peer("openssl") {
-        let out = tests::run_ok(
+    if testkit::peer("openssl") {
+        let out = testkit::run_ok(
             tmp.path(),
             "openssl",
             &["verify", "-CAfile", "reg/domain-ca.pem", "device/ldevid.pem"],

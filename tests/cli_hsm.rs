@@ -3,25 +3,25 @@
 //! a file or in the URI). The tokens are made in this process; the `brski` processes find them
 //! through the inherited `SOFTHSM2_CONF`.
 
-use shared::keys::pkcs11::SoftHsmToken;
 use shared::keys::{load_signer, Algorithm};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
-use tests::free_port;
-use tests::success_stdout as ok;
+use testkit::free_port;
+use testkit::softhsm::SoftHsmToken;
+use testkit::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
 }
 
 /// Starts `brski args...` and waits for the first line of its banner.
-fn serve(args: &[&str], expect: &str) -> tests::Server {
-    tests::serve(env!("CARGO_BIN_EXE_brski"), args, expect)
+fn serve(args: &[&str], expect: &str) -> testkit::Server {
+    testkit::serve(env!("CARGO_BIN_EXE_brski"), args, expect)
 }
 
 /// A new token labelled `label`, or `None` (after a loud notice) without SoftHSM.
 fn token(label: &str) -> Option<SoftHsmToken> {
-    tests::softhsm_token(label)
+    testkit::softhsm_token(label)
 }
 
 #[test]
@@ -57,11 +57,11 @@ fn masa_and_registrar_init_with_keys_in_softhsm() {
     let ca_uri = uri("cli-ca", "ca");
     ok(&brski(&[&args[..], &[ca_uri.as_str()]].concat()));
     assert!(!tmp.path().join("reg/domain-ca.key").exists());
-    if tests::peer("openssl") {
+    if testkit::peer("openssl") {
         // The registrar certificate was signed inside the token by the domain CA key, and the
         // voucher-signing certificate certifies the token's voucher key.
         let verify = |ca: &str, cert: &str| {
-            let out = tests::run_ok(tmp.path(), "openssl", &["verify", "-CAfile", &p(ca), &p(cert)]);
+            let out = testkit::run_ok(tmp.path(), "openssl", &["verify", "-CAfile", &p(ca), &p(cert)]);
             assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
         };
         verify("reg/domain-ca.pem", "reg/registrar.pem");
@@ -130,15 +130,15 @@ fn registrar_init_with_the_registrar_tls_key_in_softhsm() {
     let pem = std::fs::read_to_string(tmp.path().join("reg/registrar.pem")).unwrap();
     let cert = shared::pki::cert_from_pem(&pem).unwrap();
     assert_eq!(shared::pki::spki_der(&cert), token_spki);
-    if tests::peer("openssl") {
-        let out = tests::run_ok(
+    if testkit::peer("openssl") {
+        let out = testkit::run_ok(
             tmp.path(),
             "openssl",
             &["x509", "-noout", "-pubkey", "-in", &p("reg/registrar.pem")],
         );
         let token_pem = der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &token_spki).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), token_pem);
-        let out = tests::run_ok(
+        let out = testkit::run_ok(
             tmp.path(),
             "openssl",
             &["verify", "-CAfile", &p("reg/domain-ca.pem"), &p("reg/registrar.pem")],
@@ -148,11 +148,11 @@ fn registrar_init_with_the_registrar_tls_key_in_softhsm() {
 
     // `registrar serve` does its TLS handshakes with the key in the token: curl, trusting only
     // the domain CA, fetches the EST CA certificates.
-    if tests::peer("curl") {
+    if testkit::peer("curl") {
         let _reg =
             serve(&["registrar", "serve", "--state", &p("reg"), "--no-mdns"], "brski registrar on https://");
         let url = format!("https://{listen}/.well-known/est/cacerts");
-        let out = tests::run_ok(
+        let out = testkit::run_ok(
             tmp.path(),
             "curl",
             &["-sS", "--fail", "--cacert", &p("reg/domain-ca.pem"), "-o", &p("cacerts.p7"), &url],

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use tests::success_stdout as ok;
+use testkit::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
@@ -74,9 +74,9 @@ fn masa_init_idevid_claim_and_serve() {
     assert!(!dup.status.success(), "a serial is minted once");
 
     // What OpenSSL sees in the IDevID.
-    if tests::peer("openssl") {
+    if testkit::peer("openssl") {
         let dev = tmp.path().join("dev42");
-        let text = tests::run_ok(&dev, "openssl", &["x509", "-in", "idevid.pem", "-noout", "-text"]);
+        let text = testkit::run_ok(&dev, "openssl", &["x509", "-in", "idevid.pem", "-noout", "-text"]);
         let text = String::from_utf8_lossy(&text.stdout);
         assert!(text.contains("serialNumber") && text.contains("SN-42"), "{text}");
         assert!(text.contains("1.3.6.1.5.5.7.1.32") && text.contains("masa.example.com:9443"), "{text}");
@@ -86,7 +86,7 @@ fn masa_init_idevid_claim_and_serve() {
                 && text.contains("X509v3 Subject Key Identifier")
         );
         assert!(!text.contains("Key Usage"), "no KU/EKU restrictions: {text}");
-        tests::run_ok(&dev, "openssl", &["verify", "-CAfile", "manufacturer-ca.pem", "idevid.pem"]);
+        testkit::run_ok(&dev, "openssl", &["verify", "-CAfile", "manufacturer-ca.pem", "idevid.pem"]);
     }
 
     // Claim by domain CA (from a PEM file) and by key hash.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
-use tests::success_stdout as ok;
+use testkit::success_stdout as ok;
 
 const MASA_ADDR: &str = "127.0.0.1:9443";
 const REG_ADDR: &str = "127.0.0.1:8443";
@@ -41,7 +41,7 @@ fn skip(why: &str) -> bool {
 
 /// Whether every tool is installed and we are root (for `ip netns`).
 fn available(tools: &[&str]) -> bool {
-    if !tools.iter().all(|t| tests::peer(t)) {
+    if !tools.iter().all(|t| testkit::peer(t)) {
         return false;
     }
     let uid =
@@ -321,8 +321,8 @@ fn bootstrap_by_discovery(ns: &Netns, instance: &str) {
     assert!(stderr.contains("mDNS: registrar resolved"), "{stderr}");
     assert!(ns.path("device/ldevid.pem").exists());
     eprintln!("pledge bootstrapped by mDNS discovery in {:?}", started.elapsed());
-    if tests::peer("openssl") {
-        let out = tests::run_ok(
+    if testkit::peer("openssl") {
+        let out = testkit::run_ok(
             ns.dir.path(),
             "openssl",
             &["verify", "-CAfile", "reg/domain-ca.pem", "device/ldevid.pem"],

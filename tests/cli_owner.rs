@@ -9,7 +9,7 @@ use shared::keys::{Algorithm, SoftwareKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
-use tests::success_stdout as ok;
+use testkit::success_stdout as ok;
 
 const ALICE: &str = "mailto:alice@example.com";
 const AUD: &str = "wimse://campus.example";

@@ -13,7 +13,7 @@ use shared::keys::{load_signer, Algorithm, SoftwareKey};
 use shared::pki;
 use std::path::Path;
 use std::process::{Command, Output};
-use tests::success_stdout as ok;
+use testkit::success_stdout as ok;
 
 const ALICE: &str = "mailto:alice@example.com";
 const AUD: &str = "wimse://campus.example";
@@ -45,12 +45,12 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn owner_init_and_sign_with_the_owner_key_in_softhsm() {
-    let Some(t) = tests::softhsm_token("cli-owner") else { return };
+    let Some(t) = testkit::softhsm_token("cli-owner") else { return };
     t.generate("owner", Algorithm::Es256).unwrap();
     t.generate("p384", Algorithm::Es384).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).display().to_string();
-    std::fs::write(tmp.path().join("pin"), format!("{}\n", shared::keys::pkcs11::SoftHsmToken::PIN)).unwrap();
+    std::fs::write(tmp.path().join("pin"), format!("{}\n", testkit::softhsm::SoftHsmToken::PIN)).unwrap();
     let uri = |object: &str| {
         format!("pkcs11:token=cli-owner;object={object};type=private?pin-source=file:{}", p("pin"))
     };
@@ -91,13 +91,13 @@ fn owner_init_and_sign_with_the_owner_key_in_softhsm() {
         .expect("owner.pem's signature verifies with the token key");
     let public = std::fs::read_to_string(d.join("owner-public.pem")).unwrap();
     assert_eq!(der::pem::decode_vec(public.as_bytes()).unwrap().1, token_spki);
-    if tests::peer("openssl") {
+    if testkit::peer("openssl") {
         let pem = d.join("owner.pem").display().to_string();
-        let text = tests::run_ok(d, "openssl", &["x509", "-in", &pem, "-noout", "-text"]);
+        let text = testkit::run_ok(d, "openssl", &["x509", "-in", &pem, "-noout", "-text"]);
         let text = String::from_utf8_lossy(&text.stdout);
         assert!(text.contains("CN = alice-hsm") || text.contains("CN=alice-hsm"), "{text}");
         assert!(text.contains("prime256v1") && text.contains("URI:mailto:alice@example.com"), "{text}");
-        let key = tests::run_ok(d, "openssl", &["x509", "-in", &pem, "-noout", "-pubkey"]);
+        let key = testkit::run_ok(d, "openssl", &["x509", "-in", &pem, "-noout", "-pubkey"]);
         assert_eq!(String::from_utf8_lossy(&key.stdout).trim(), public.trim());
     }
 

@@ -3,7 +3,7 @@
 //! feature, the clear refusal.
 
 use std::process::{Command, Output};
-use tests::success_stdout as ok;
+use testkit::success_stdout as ok;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")
@@ -18,7 +18,7 @@ fn masa(dir: &std::path::Path) -> String {
 #[cfg(feature = "tpm")]
 #[test]
 fn masa_idevid_mints_a_device_into_its_tpm() {
-    use shared::tpm::swtpm::SwTpm;
+    use testkit::swtpm::SwTpm;
     let Some(t) = SwTpm::for_test() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let state = masa(tmp.path());
@@ -43,13 +43,13 @@ fn masa_idevid_mints_a_device_into_its_tpm() {
     let tpm_idevid = shared::tpm::read_key(&t.tcti(), shared::tpm::IDEVID_HANDLE).unwrap();
     let cert = shared::pki::certs_from_pem(read("idevid.pem").as_bytes()).unwrap().remove(0);
     assert_eq!(shared::pki::spki_der(&cert), tpm_idevid.spki, "the IDevID certifies the TPM's key");
-    if tests::peer("openssl") {
+    if testkit::peer("openssl") {
         let d = tmp.path().join("dev");
         for cert in ["idevid.pem", "iak.pem"] {
-            let v = tests::run_ok(&d, "openssl", &["verify", "-CAfile", "manufacturer-ca.pem", cert]);
+            let v = testkit::run_ok(&d, "openssl", &["verify", "-CAfile", "manufacturer-ca.pem", cert]);
             assert!(String::from_utf8_lossy(&v.stdout).contains(": OK"));
         }
-        let text = tests::run_ok(&d, "openssl", &["x509", "-in", "iak.pem", "-noout", "-text"]);
+        let text = testkit::run_ok(&d, "openssl", &["x509", "-in", "iak.pem", "-noout", "-text"]);
         let text = String::from_utf8_lossy(&text.stdout);
         assert!(
             text.contains("2.23.133.8.3") && text.contains("serialNumber") && text.contains("TPM-0001"),
@@ -92,10 +92,10 @@ fn without_the_tpm_feature_masa_idevid_tpm_says_how_to_get_it() {
 /// The default build links no TPM (or PKCS#11) library; the `tpm` build links libtss2-esys.
 #[test]
 fn only_the_tpm_build_links_libtss2() {
-    if !tests::peer("ldd") {
+    if !testkit::peer("ldd") {
         return;
     }
-    let out = tests::run_ok(std::path::Path::new("."), "ldd", &[env!("CARGO_BIN_EXE_brski")]);
+    let out = testkit::run_ok(std::path::Path::new("."), "ldd", &[env!("CARGO_BIN_EXE_brski")]);
     let libs = String::from_utf8_lossy(&out.stdout);
     assert!(!libs.contains("softhsm") && !libs.contains("p11"), "PKCS#11 modules are dlopen()ed: {libs}");
     assert_eq!(libs.contains("libtss2-esys"), cfg!(feature = "tpm"), "{libs}");

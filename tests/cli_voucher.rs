@@ -5,8 +5,8 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use tests::success_stdout as ok;
-use tests::vector;
+use testkit::success_stdout as ok;
+use testkit::vector;
 
 fn brski(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_brski")).args(args).output().expect("run brski")

@@ -12,10 +12,10 @@ use est::tls::{client_config, ServerTrust};
 use hyper::StatusCode;
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki::*;
-use shared::store::SqliteStore;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use store::SqliteStore;
 use x509_cert::Certificate;
 
 const DAY: Duration = Duration::from_secs(86400);

@@ -19,11 +19,12 @@ use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki::{
     build_csr, cert_to_pem, create_ca, parse_name, verify_chain, CertificateAuthority, Csr, Profile, San,
 };
-use shared::store::{RevocationReason, SqliteStore, Store};
+use shared::store::{RevocationReason, Store};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use store::SqliteStore;
 use tempfile::TempDir;
 use x509_cert::Certificate;
 
@@ -583,7 +584,7 @@ async fn fullcmc_is_501() {
 // ------------------------------------------------------------------------------------------
 
 fn peers() -> bool {
-    tests::peer("curl") && tests::peer("openssl")
+    testkit::peer("curl") && testkit::peer("openssl")
 }
 
 fn url(fx: &Fixture, rest: &str) -> String {
@@ -595,7 +596,7 @@ async fn sh(dir: &Path, program: &'static str, args: Vec<String>) -> std::proces
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        tests::run_ok(&dir, program, &a)
+        testkit::run_ok(&dir, program, &a)
     })
     .await
     .unwrap()

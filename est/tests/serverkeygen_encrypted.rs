@@ -13,11 +13,11 @@ use est::tls::{client_config, ServerTrust};
 use est::wire::{self, CsrAttr};
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki::*;
-use shared::store::SqliteStore;
 use shared::Verified;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use store::SqliteStore;
 use x509_cert::Certificate;
 
 const DAY: Duration = Duration::from_secs(86400);
@@ -335,7 +335,7 @@ async fn sh(dir: &Path, program: &'static str, args: Vec<String>) -> std::proces
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        tests::run_ok(&dir, program, &a)
+        testkit::run_ok(&dir, program, &a)
     })
     .await
     .unwrap()
@@ -405,7 +405,7 @@ async fn verify_with_openssl(d: &Path, name: &str, issued: &Certificate) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_decrypts_kari_and_kekri_and_verifies_the_key_package() {
-    if !tests::peer("openssl") {
+    if !testkit::peer("openssl") {
         return;
     }
     let fx = start(true).await;
@@ -505,7 +505,7 @@ async fn openssl_decrypts_kari_and_kekri_and_verifies_the_key_package() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_requests_encryption_to_its_client_certificate_ec_and_rsa() {
-    if !(tests::peer("curl") && tests::peer("openssl")) {
+    if !(testkit::peer("curl") && testkit::peer("openssl")) {
         return;
     }
     let fx = start(true).await;

@@ -1,7 +1,7 @@
 //! The reference MASA (Manufacturer Authorized Signing Authority, RFC 8995): a manufacturer CA
 //! that mints IDevIDs, ownership records, validation of registrar voucher-requests, voucher
-//! signing in CMS, JWS and COSE, the per-device audit log, and the HTTPS server; plus
-//! [`client::MasaClient`], the registrar's side of the same exchange.
+//! signing in CMS, JWS and COSE, the per-device audit log, and the HTTPS server. The
+//! registrar's side of the exchange (its MASA client) is the registrar's (`registrar::masa`).
 //!
 //! Layout, one concept per module (each imports only modules below it, never its importer):
 //!
@@ -14,11 +14,9 @@
 //! * `voucher`: building, signing and recording the voucher;
 //! * `audit`: the store's audit events and the RFC 8995 §5.8 audit log;
 //! * `media`: Content-Type / Accept negotiation;
-//! * `server`: the axum router and the TLS server;
-//! * `client`: [`client::MasaClient`] for registrars.
+//! * `server`: the axum router and the TLS server.
 
 pub mod audit;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod idevid;
@@ -30,7 +28,6 @@ pub mod state;
 pub mod tpm_device;
 pub mod voucher;
 
-pub use client::{MasaClient, MasaClientError, MasaReply};
 pub use config::MasaConfig;
 pub use error::MasaError;
 pub use idevid::{write_device, DeviceRecord, MintedDevice};

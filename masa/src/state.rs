@@ -18,12 +18,13 @@ use crate::error::{io_error, MasaError};
 use der::Decode;
 use shared::keys::{load_key_file, load_signer, write_key_file, Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, create_ca, CertificateAuthority, Profile, San};
-use shared::store::{SqliteStore, Store};
+use shared::store::Store;
 use spki::SubjectPublicKeyInfoOwned;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use store::SqliteStore;
 use x509_cert::Certificate;
 
 /// Configuration file name.

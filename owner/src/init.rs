@@ -271,7 +271,7 @@ mod tests {
     #[cfg(feature = "pkcs11")]
     #[test]
     fn init_with_an_owner_key_in_softhsm() {
-        use shared::keys::pkcs11::SoftHsmToken;
+        use testkit::softhsm::SoftHsmToken;
         if !SoftHsmToken::available() {
             assert_ne!(
                 std::env::var("BRSKI_REQUIRE_PEERS").as_deref(),

@@ -21,9 +21,8 @@
 //!
 //! After bootstrapping, [`proxy`] is the Identity Proxy (`brski pledge serve`): the Agent API
 //! on a Unix socket, evidence about each caller, forwarding over mTLS with the LDevID, and
-//! LDevID renewal. [`agent_client`] is the agent's side of that API (`brski agent request`).
+//! LDevID renewal. The agent's side of that API (`brski agent request`) is the `agent` crate's.
 
-pub mod agent_client;
 pub mod bootstrap;
 pub mod config;
 pub mod config_file;

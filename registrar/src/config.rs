@@ -149,7 +149,7 @@ pub struct RegistrarConfig {
     /// State directory.
     pub state: PathBuf,
     /// The store: a PostgreSQL URL or a SQLite file path, resolved (see
-    /// [`shared::store::open_url`]).
+    /// [`store::open_url`]).
     pub store: String,
     /// Approval policy.
     pub approval: Approval,
@@ -234,7 +234,7 @@ impl RegistrarFile {
     /// the config file's directory, or `registrar.db` in `state`.
     pub fn store_location(&self, path: &Path, state: &Path) -> String {
         match self.store.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            Some(url) if shared::store::is_postgres_url(url) => url.to_string(),
+            Some(url) if store::is_postgres_url(url) => url.to_string(),
             Some(file) => Self::resolve(path, Path::new(file)).display().to_string(),
             None => state.join(STORE_FILE).display().to_string(),
         }

@@ -6,7 +6,7 @@
 use crate::audit::{judge, Verdict};
 use crate::config::{Approval, AuditLogPolicy};
 use crate::error::RegistrarError;
-use crate::masa_link;
+use crate::masa as masa_link;
 use crate::pledges::{self, PledgeRecord, PledgeState};
 use crate::pvr::{check_pvr, CheckedPvr, PvrContext};
 use crate::rvr::sign_registrar_request;

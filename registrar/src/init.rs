@@ -7,11 +7,11 @@ use crate::server::Registrar;
 use shared::brski::ID_KP_CMC_RA;
 use shared::keys::{generate_key_file, load_signer, redact_pin, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
-use shared::store::open_url;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use store::open_url;
 use x509_cert::Certificate;
 
 const DAY: Duration = Duration::from_secs(86400);
@@ -285,7 +285,7 @@ pub async fn open_store(config_path: &Path) -> Result<Arc<dyn shared::store::Sto
 
 /// The store location for messages: a URL without its password.
 fn store_label(location: &str) -> String {
-    if !shared::store::is_postgres_url(location) {
+    if !store::is_postgres_url(location) {
         return location.to_string();
     }
     let (scheme, rest) = location.split_once("://").unwrap_or(("postgres", location));

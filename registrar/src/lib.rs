@@ -27,9 +27,7 @@ pub mod config;
 pub mod error;
 mod handlers;
 pub mod init;
-#[cfg(feature = "lab")]
-pub mod lab;
-pub mod masa_link;
+pub mod masa;
 pub mod pledges;
 pub mod pvr;
 pub mod rvr;

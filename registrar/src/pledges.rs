@@ -194,7 +194,7 @@ pub async fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::store::SqliteStore;
+    use store::SqliteStore;
 
     #[tokio::test]
     async fn records_round_trip_and_decisions_apply() {

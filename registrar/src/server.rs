@@ -6,7 +6,7 @@
 use crate::authority::RegistrarAuthority;
 use crate::config::RegistrarConfig;
 use crate::handlers;
-use crate::masa_link::MasaClients;
+use crate::masa::MasaClients;
 use axum::routing::post;
 use axum::Router;
 use est::authority::LocalCa;

@@ -17,6 +17,5 @@ pub mod verified;
 
 pub use verified::Verified;
 pub mod signed;
-#[cfg(feature = "store")]
 pub mod store;
 pub mod voucher;

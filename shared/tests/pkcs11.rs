@@ -3,8 +3,8 @@
 #![cfg(feature = "pkcs11")]
 
 use shared::crypto::PublicKey;
-use shared::keys::pkcs11::SoftHsmToken;
 use shared::keys::{load_signer, Algorithm, KeyError, Signer};
+use testkit::softhsm::SoftHsmToken;
 
 fn token(label: &str) -> Option<SoftHsmToken> {
     if !SoftHsmToken::available() {

@@ -4,7 +4,8 @@
 
 use shared::crypto::PublicKey;
 use shared::keys::{load_signer, Algorithm, Signer, TpmUri};
-use shared::tpm::{self, swtpm::SwTpm, KeyKind};
+use shared::tpm::{self, KeyKind};
+use testkit::swtpm::SwTpm;
 
 const LDEVID: u32 = 0x8100_0002;
 
@@ -137,7 +138,7 @@ fn checked_by_tpm2_tools(t: &SwTpm, ak_spki: &[u8], q: &tpm::TpmQuoteData, nonce
     );
 }
 
-/// Like the workspace's `tests::peer`: true when `tool` is installed, else a loud skip notice,
+/// Like the workspace's `testkit::peer`: true when `tool` is installed, else a loud skip notice,
 /// or a panic under `BRSKI_REQUIRE_PEERS=1`.
 fn tests_peer(tool: &str) -> bool {
     let found =

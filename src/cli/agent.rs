@@ -2,12 +2,12 @@
 //! generated here and never leaves this process except into the 0600 key file; the request is
 //! an ACR signed with it (proof of possession).
 
+use ::agent::{
+    build_acr, check_credential, save_bundle, save_credential, save_new_key, AgentApiClient, AgentFiles,
+    Credential, Endpoint,
+};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use pledge::agent_client::{
-    self, build_acr, check_credential, save_bundle, save_credential, save_new_key, AgentApiClient,
-    AgentFiles, Credential, Endpoint,
-};
 use shared::agent::acr::ACR_MAX_LIFE_OFFLINE;
 use shared::agent::jwt::unix_now;
 use shared::agent::{verify_acr, CredentialSpec, Model};
@@ -186,7 +186,7 @@ async fn request(a: RequestArgs) -> anyhow::Result<ExitCode> {
             let spec = spec(&a)?;
             let nonce = api.nonce().await.context("asking the proxy for a nonce")?;
             let acr =
-                build_acr(&key, &bundle.issuance_uri, Some(nonce), spec.clone(), agent_client::ACR_LIFETIME)?;
+                build_acr(&key, &bundle.issuance_uri, Some(nonce), spec.clone(), ::agent::ACR_LIFETIME)?;
             (acr, None, spec)
         }
     };
@@ -253,7 +253,7 @@ async fn watch(
     let mut received = unix_now();
     let mut backoff = Duration::from_secs(5);
     loop {
-        let at = agent_client::renew_at(received, cred.not_after);
+        let at = ::agent::renew_at(received, cred.not_after);
         eprintln!("renewing at {} (half of the remaining life)", unix_text(at));
         // Look at the wall clock every 30 s: a sleeping host does not advance timers.
         while unix_now() < at {
@@ -262,8 +262,7 @@ async fn watch(
         let renewed = async {
             let bundle = api.bundle().await?;
             let nonce = api.nonce().await?;
-            let acr =
-                build_acr(key, &bundle.issuance_uri, Some(nonce), spec.clone(), agent_client::ACR_LIFETIME)?;
+            let acr = build_acr(key, &bundle.issuance_uri, Some(nonce), spec.clone(), ::agent::ACR_LIFETIME)?;
             let c = obtain(api, &acr, None, max_wait).await?;
             check_credential(&c, key, &spec.formats)?;
             anyhow::Ok(c)

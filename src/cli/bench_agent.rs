@@ -4,10 +4,10 @@
 //! (nonce, signed request, evidence, issuance of the certificate and WIT) or model 1 (requests
 //! the owner approved before the clock started). Keys are generated before the clock starts.
 
+use ::agent::{build_acr, AgentApiClient, Endpoint};
 use anyhow::bail;
+use brski::lab::{Lab, LabOptions};
 use clap::Args;
-use pledge::agent_client::{build_acr, AgentApiClient, Endpoint};
-use registrar::lab::{Lab, LabOptions};
 use shared::agent::{CredentialSpec, Model};
 use shared::keys::{Algorithm, SoftwareKey};
 use shared::signed::Format;
@@ -157,7 +157,7 @@ async fn one(client: &AgentApiClient, aud: &str, job: &Job) -> anyhow::Result<()
         None => build_acr(&job.key, aud, Some(client.nonce().await?), spec(&job.id, false), 60)?,
     };
     match client.submit(&acr, job.oa.as_deref()).await? {
-        pledge::agent_client::Submitted::Issued(c) if c.x509.is_some() && c.wit.is_some() => Ok(()),
+        ::agent::Submitted::Issued(c) if c.x509.is_some() && c.wit.is_some() => Ok(()),
         other => bail!("unexpected answer: {other:?}"),
     }
 }

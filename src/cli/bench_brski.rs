@@ -4,8 +4,8 @@
 //! enrollstatus) with the given concurrency and reports bootstraps/s and latency percentiles.
 
 use anyhow::bail;
+use brski::lab::{Lab, LabOptions};
 use clap::Args;
-use registrar::lab::{Lab, LabOptions};
 use shared::signed::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,12 +6,12 @@
 //! offline; the owner's gateway approves; the server challenges the owner); a relying party
 //! checks every credential. The state directory is kept and reused by the next run.
 
+use ::agent::{build_acr, AgentApiClient, Credential, Endpoint};
 use anyhow::Context;
+use brski::lab::{Lab, LabOptions};
 use clap::Args;
 use owner::identity::OwnerIdentity;
-use pledge::agent_client::{build_acr, AgentApiClient, Credential, Endpoint};
 use pledge::proxy::{ProxyConfig, RunningProxy};
-use registrar::lab::{Lab, LabOptions};
 use shared::agent::{
     verify_agent_certificate, verify_wit_credential, CredentialSpec, Model, OwnerAnchor, OwnerAnchors,
     RelyingTrust,
@@ -277,10 +277,10 @@ async fn agent(
         println!("   pending {id}: the owner decides; polling again in {} s", wait.as_secs());
     };
     let c = client.obtain(&acr, oa.as_deref(), Duration::from_secs(60), &mut progress).await?;
-    let files = pledge::agent_client::AgentFiles::in_dir(&dir.join(name), None);
+    let files = ::agent::AgentFiles::in_dir(&dir.join(name), None);
     std::fs::create_dir_all(dir.join(name))?;
-    pledge::agent_client::save_new_key(&files.key, &key)?;
-    for p in pledge::agent_client::save_credential(&files, &c)? {
+    ::agent::save_new_key(&files.key, &key)?;
+    for p in ::agent::save_credential(&files, &c)? {
         println!("   wrote {}", p.display());
     }
     Ok(c)

@@ -11,12 +11,12 @@ use est::server::{
 };
 use shared::keys::{generate_key_file, load_key_file, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
-use shared::store::SqliteStore;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use store::SqliteStore;
 use x509_cert::Certificate;
 
 const DAY: Duration = Duration::from_secs(86400);

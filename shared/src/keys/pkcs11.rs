@@ -9,7 +9,7 @@
 //! ECDSA keys (P-256, P-384) sign with `CKM_ECDSA` over a SHA-256 / SHA-384 digest computed
 //! here; Ed25519 keys sign with `CKM_EDDSA`. Signatures come back raw (`r || s`, 64 bytes).
 //!
-//! [`SoftHsmToken`] makes throw-away SoftHSM tokens for tests.
+//! Throw-away SoftHSM tokens for tests are the dev-only `testkit` crate's (`testkit::softhsm`).
 
 use super::{Algorithm, KeyError, Pkcs11Uri, Signer};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -21,7 +21,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use der::asn1::{ObjectIdentifier, OctetString};
-use der::{Decode, Encode};
+use der::Decode;
 use sha2::Digest;
 use spki::EncodePublicKey;
 use std::collections::HashMap;
@@ -32,9 +32,10 @@ const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
-/// The module contexts, one per module path, initialised once for the whole process
-/// (`C_Initialize` may only run once per module, and `C_Finalize` would end every session).
-fn module(path: &Path) -> Result<Pkcs11, String> {
+/// The process's one context for the PKCS#11 module at `path`, initialised on first use
+/// (`C_Initialize` may only run once per module, and `C_Finalize` would end every session), so
+/// token administration (e.g. the test kit's SoftHSM tokens) must share it with the signers.
+pub fn module(path: &Path) -> Result<Pkcs11, String> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     let mut modules = MODULES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some(m) = modules.get(path) {
@@ -272,133 +273,4 @@ fn ed25519_spki(point: &[u8]) -> Result<(Algorithm, Vec<u8>), String> {
     let vk = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| format!("bad Ed25519 key: {e}"))?;
     let der = vk.to_public_key_der().map_err(|e| format!("encoding the public key: {e}"))?;
     Ok((Algorithm::EdDsa, der.into_vec()))
-}
-
-/// A throw-away SoftHSM v2 token, for tests.
-///
-/// The first token made in a process creates a temporary token directory and points
-/// `SOFTHSM2_CONF` at a config naming it (the variable is process-wide, so every token of the
-/// process lives there; tell tokens apart by label). Each token gets user PIN
-/// [`SoftHsmToken::PIN`] and SO PIN [`SoftHsmToken::SO_PIN`].
-#[derive(Debug, Clone)]
-pub struct SoftHsmToken {
-    /// The token label.
-    pub label: String,
-    module_path: PathBuf,
-    slot: Slot,
-}
-
-impl SoftHsmToken {
-    /// The user PIN of every test token.
-    pub const PIN: &'static str = "1234";
-    /// The security officer PIN of every test token.
-    pub const SO_PIN: &'static str = "5678";
-
-    /// Whether SoftHSM is installed (its module at [`super::DEFAULT_PKCS11_MODULE`] and
-    /// `softhsm2-util` on the PATH).
-    pub fn available() -> bool {
-        Path::new(super::DEFAULT_PKCS11_MODULE).exists()
-            && std::env::var_os("PATH")
-                .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("softhsm2-util").is_file()))
-    }
-
-    /// Creates and initialises a new token labelled `label` (unique within the process).
-    pub fn create(label: &str) -> Result<SoftHsmToken, String> {
-        static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        static INIT: Mutex<()> = Mutex::new(());
-        DIR.get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("brski-softhsm")
-                .tempdir()
-                .map_err(|e| format!("temp dir: {e}"))?
-                .keep();
-            let tokens = dir.join("tokens");
-            std::fs::create_dir(&tokens).map_err(|e| format!("{}: {e}", tokens.display()))?;
-            let conf = dir.join("softhsm2.conf");
-            let text = format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            );
-            std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
-            // SoftHSM reads this when the module is initialised, which happens below, after.
-            std::env::set_var("SOFTHSM2_CONF", &conf);
-            Ok(dir)
-        })
-        .clone()?;
-        let _serial = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        let module_path = PathBuf::from(super::DEFAULT_PKCS11_MODULE);
-        let ctx = module(&module_path)?;
-        let slots = ctx.get_slots_with_token().map_err(|e| format!("listing slots: {e}"))?;
-        let mut free = None;
-        for slot in slots {
-            let info = ctx.get_token_info(slot).map_err(|e| format!("token info: {e}"))?;
-            if info.token_initialized() && info.label().trim_end() == label {
-                return Err(format!("a token labelled {label} already exists"));
-            }
-            if !info.token_initialized() && free.is_none() {
-                free = Some(slot);
-            }
-        }
-        let slot = free.ok_or("SoftHSM offers no free slot")?;
-        let so_pin = AuthPin::new(Self::SO_PIN.into());
-        ctx.init_token(slot, &so_pin, label).map_err(|e| format!("C_InitToken: {e}"))?;
-        let session = ctx.open_rw_session(slot).map_err(|e| format!("opening a session: {e}"))?;
-        session.login(UserType::So, Some(&so_pin)).map_err(|e| format!("SO login: {e}"))?;
-        session.init_pin(&AuthPin::new(Self::PIN.into())).map_err(|e| format!("C_InitPIN: {e}"))?;
-        session.logout().map_err(|e| format!("logout: {e}"))?;
-        Ok(SoftHsmToken { label: label.to_string(), module_path, slot })
-    }
-
-    /// Generates a key pair labelled `object` (CKA_ID = the label's bytes) in the token and
-    /// returns its `pkcs11:` URI (with `pin-value`). Ed25519 needs a SoftHSM built with EdDSA.
-    pub fn generate(&self, object: &str, alg: Algorithm) -> Result<String, String> {
-        let ctx = module(&self.module_path)?;
-        let session = ctx.open_rw_session(self.slot).map_err(|e| format!("opening a session: {e}"))?;
-        match session.login(UserType::User, Some(&AuthPin::new(Self::PIN.into()))) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => return Err(format!("login: {e}")),
-        }
-        let curve = match alg {
-            Algorithm::Es256 => SECP256R1,
-            Algorithm::Es384 => SECP384R1,
-            Algorithm::EdDsa => ED25519,
-        };
-        let params = curve.to_der().map_err(|e| e.to_string())?;
-        let (mechanism, key_type) = match alg {
-            Algorithm::EdDsa => (Mechanism::EccEdwardsKeyPairGen, KeyType::EC_EDWARDS),
-            _ => (Mechanism::EccKeyPairGen, KeyType::EC),
-        };
-        let common = |class| {
-            vec![
-                Attribute::Class(class),
-                Attribute::KeyType(key_type),
-                Attribute::Token(true),
-                Attribute::Label(object.as_bytes().to_vec()),
-                Attribute::Id(object.as_bytes().to_vec()),
-            ]
-        };
-        let mut public = common(ObjectClass::PUBLIC_KEY);
-        public.extend([Attribute::EcParams(params), Attribute::Verify(true)]);
-        let mut private = common(ObjectClass::PRIVATE_KEY);
-        private.extend([
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-        ]);
-        session
-            .generate_key_pair(&mechanism, &public, &private)
-            .map_err(|e| format!("C_GenerateKeyPair: {e}"))?;
-        Ok(self.uri(object))
-    }
-
-    /// The `pkcs11:` URI of key `object` in this token, with `pin-value`.
-    pub fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token={};object={object};type=private?module-path={}&pin-value={}",
-            self.label,
-            self.module_path.display(),
-            Self::PIN
-        )
-    }
 }

@@ -105,7 +105,6 @@ pub fn cert_to_pem(cert: &Certificate) -> Result<String, PkiError> {
     Ok(cert.to_pem(der::pem::LineEnding::LF)?)
 }
 
-#[cfg(feature = "store")]
 /// The store record of a certificate this CA issued (serial as lower-case hex of the DER
 /// INTEGER contents), ready for [`crate::store::Store::record_certificate`].
 pub fn issued_record(cert: &Certificate, profile: &str) -> Result<crate::store::IssuedCertificate, PkiError> {

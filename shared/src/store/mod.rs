@@ -1,7 +1,7 @@
-//! Persistence for every brski role: one [`Store`] trait, an embedded SQLite
-//! implementation ([`SqliteStore`]) as the default, and a PostgreSQL
-//! implementation (`PgStore`, cargo feature `postgres`) behind the same trait for
-//! deployments with several replicas sharing one database. [`open_url`] picks one.
+//! Persistence for every brski role: the one [`Store`] trait and the records it keeps
+//! ([`model`]). The implementations live in the `store` crate: an embedded SQLite store as the
+//! default, and a PostgreSQL store behind the same trait for deployments with several replicas
+//! sharing one database (`store::open_url` picks one). Nothing here talks to a database.
 //!
 //! What the store guarantees, whatever the backend:
 //!
@@ -34,22 +34,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-pub mod migrations;
 pub mod model;
-#[cfg(feature = "postgres")]
-pub mod pg_test_server;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-pub mod sqlite;
-#[cfg(test)]
-mod suite;
 
 pub use model::{
     normalize_time, AuditEvent, AuditRecord, IssuedCertificate, Revocation, RevocationReason, VoucherRecord,
 };
-#[cfg(feature = "postgres")]
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
 
 /// The future every [`Store`] method returns: boxed so the trait stays
 /// object-safe (`Arc<dyn Store>`), and `Send` so it can be awaited from any
@@ -147,15 +136,9 @@ pub enum StoreError {
     Database(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.to_string())
-    }
-}
-
 /// The persistent state every brski role needs.
 ///
-/// Implementations: [`SqliteStore`] (embedded, one process) and `PgStore`
+/// Implementations (crate `store`): `SqliteStore` (embedded, one process) and `PgStore`
 /// (PostgreSQL, several processes on one database; feature `postgres`). Every
 /// method is atomic and returns only after its writes are committed.
 pub trait Store: Send + Sync {
@@ -262,33 +245,6 @@ pub trait Store: Send + Sync {
     /// the change uses this, so the record never exists without its audit event and the
     /// change costs one commit instead of several.
     fn write_batch<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, Vec<u64>>;
-}
-
-/// Whether `url` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
-pub fn is_postgres_url(url: &str) -> bool {
-    let lower = url.trim_start().to_ascii_lowercase();
-    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
-}
-
-/// Opens the store `url_or_path` names: a PostgreSQL database for a `postgres://` or
-/// `postgresql://` URL ([`is_postgres_url`]), otherwise the SQLite database file at that path
-/// (see [`SqliteStore::open`]).
-///
-/// A PostgreSQL URL in a build without the `postgres` feature is [`StoreError::Invalid`].
-pub async fn open_url(url_or_path: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if is_postgres_url(url_or_path) {
-        #[cfg(feature = "postgres")]
-        {
-            return Ok(std::sync::Arc::new(PgStore::connect(url_or_path.trim()).await?));
-        }
-        #[cfg(not(feature = "postgres"))]
-        {
-            return Err(StoreError::Invalid(
-                "this build of brski has no PostgreSQL support (cargo feature `postgres` of `shared`)".into(),
-            ));
-        }
-    }
-    Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(url_or_path)).await?))
 }
 
 /// Writes that [`Store::write_batch`] commits together.

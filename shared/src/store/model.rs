@@ -179,7 +179,7 @@ pub fn normalize_time(t: OffsetDateTime) -> OffsetDateTime {
 
 /// Encodes a time as the store's RFC 3339 text (see [`normalize_time`]).
 /// Fails for years outside 0000–9999, which RFC 3339 cannot express.
-pub(crate) fn format_time(t: OffsetDateTime, what: &str) -> Result<String, StoreError> {
+pub fn format_time(t: OffsetDateTime, what: &str) -> Result<String, StoreError> {
     let t = normalize_time(t);
     if !(0..=9999).contains(&t.year()) {
         return Err(StoreError::Invalid(format!(
@@ -191,7 +191,7 @@ pub(crate) fn format_time(t: OffsetDateTime, what: &str) -> Result<String, Store
 }
 
 /// Decodes RFC 3339 text read from the store.
-pub(crate) fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime, StoreError> {
+pub fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map(normalize_time)
         .map_err(|e| StoreError::Corrupt { what: format!("{what} `{text}` is not RFC 3339: {e}") })
@@ -199,7 +199,7 @@ pub(crate) fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime, Store
 
 /// Canonical JSON text: object keys sorted at every depth, no whitespace.
 /// Independent of serde_json's `preserve_order` feature.
-pub(crate) fn canonical_json(value: &Value) -> Result<String, StoreError> {
+pub fn canonical_json(value: &Value) -> Result<String, StoreError> {
     serde_json::to_string(&sorted(value))
         .map_err(|e| StoreError::Invalid(format!("audit detail cannot be encoded: {e}")))
 }
@@ -221,20 +221,20 @@ fn sorted(value: &Value) -> Value {
 }
 
 /// One audit row exactly as stored (texts as written), the input to the hash.
-pub(crate) struct AuditRowText<'a> {
-    pub(crate) seq: u64,
-    pub(crate) at: &'a str,
-    pub(crate) actor: &'a str,
-    pub(crate) action: &'a str,
-    pub(crate) subject: &'a str,
-    pub(crate) detail: &'a str,
+pub struct AuditRowText<'a> {
+    pub seq: u64,
+    pub at: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub subject: &'a str,
+    pub detail: &'a str,
 }
 
 /// Hex SHA-256 over `tag || len(prev_hash) prev_hash || seq || len(f) f …`
 /// for the fields at, actor, action, subject, detail; every length and the
 /// sequence number as 8-byte big-endian. Length prefixes make the encoding
 /// unambiguous, so no two different rows hash the same input.
-pub(crate) fn audit_hash(prev_hash: &str, row: &AuditRowText<'_>) -> String {
+pub fn audit_hash(prev_hash: &str, row: &AuditRowText<'_>) -> String {
     let mut h = Sha256::new();
     h.update(AUDIT_HASH_TAG);
     let mut field = |bytes: &[u8]| {
@@ -252,20 +252,26 @@ pub(crate) fn audit_hash(prev_hash: &str, row: &AuditRowText<'_>) -> String {
 }
 
 /// Checks audit rows fed in sequence order, from the first.
-pub(crate) struct AuditChainVerifier {
+pub struct AuditChainVerifier {
     rows: u64,
     prev_hash: String,
 }
 
+impl Default for AuditChainVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl AuditChainVerifier {
     /// A verifier expecting sequence 1 after the genesis hash.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self { rows: 0, prev_hash: AUDIT_GENESIS_HASH.to_owned() }
     }
 
     /// Checks the next row; `stored_prev` and `stored_hash` are the row's
     /// stored chain columns.
-    pub(crate) fn check(
+    pub fn check(
         &mut self,
         row: &AuditRowText<'_>,
         stored_prev: &str,
@@ -298,7 +304,7 @@ impl AuditChainVerifier {
     }
 
     /// Number of rows checked so far.
-    pub(crate) fn rows(&self) -> u64 {
+    pub fn rows(&self) -> u64 {
         self.rows
     }
 }

@@ -11,7 +11,6 @@
 mod provision;
 mod quote;
 mod signer;
-pub mod swtpm;
 
 pub use provision::{create_key, evict_key, read_key, KeyKind, TpmKeyInfo};
 pub use quote::{pcr_extend, pcr_read, quote, TpmQuoteData};

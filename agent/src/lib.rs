@@ -1,0 +1,15 @@
+//! The AI agent's side of agent identity (floor 3, beside the other roles): what `brski agent
+//! request` runs inside the agent's own process.
+//!
+//! The agent generates its key here and never lets it leave the process (except into its own
+//! key file, mode 0600); it builds and signs its Agent Credential Request (ACR) with that key,
+//! submits it to the local Identity Proxy's Agent API (a Unix socket, or loopback TCP), polls a
+//! pending (202) request within a bounded wait, checks that what comes back certifies its own
+//! key, and keeps the files an agent keeps (key, credential, trust bundle).
+//!
+//! What it does not do: talk to the Identity Server, attest, or decide policy. The proxy
+//! (`pledge`) adds evidence and forwards; the server (`registrar`) appraises and issues.
+
+mod client;
+
+pub use client::*;

@@ -606,5 +606,6 @@ async fn another_user_needs_the_socket_group_and_is_recorded_as_itself() {
     let url = format!("http://localhost{location}");
     let (_, status, body) = curl_as_nobody(&s.socket, &[&url]).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("unauthorized"), "{body}");
+    // The reason the Identity Server and the gateway give for another client's request.
+    assert!(body.contains("\"reason\":\"not-yours\""), "{body}");
 }

@@ -185,7 +185,7 @@ async fn audit_actions(lab: &Lab, subject: &str) -> Vec<(String, Value)> {
 
 fn refused(r: &RawReply, status: u16, reason: &str) {
     assert_eq!(r.status, status, "{}", r.detail());
-    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.content_type, est::http::MEDIA_PROBLEM);
     let body = json_of(r);
     assert_eq!(body["reason"], reason, "{body}");
 }

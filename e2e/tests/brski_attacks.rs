@@ -122,7 +122,7 @@ async fn post_pvr(lab: &Lab, id: &Idevid, pvr: Vec<u8>) -> RawReply {
 
 fn assert_refused(r: &RawReply, status: u16, text: &str) {
     assert_eq!(r.status.as_u16(), status, "{}", r.detail());
-    assert!(r.content_type.starts_with("application/problem+json"), "{}", r.content_type);
+    assert!(r.content_type.starts_with(est::http::MEDIA_PROBLEM), "{}", r.content_type);
     assert!(r.detail().contains(text), "reason {:?} lacks {text:?}", r.detail());
 }
 

@@ -202,14 +202,14 @@ async fn wrong_content_type_is_415() {
 async fn unacceptable_accept_is_406() {
     let lab = start(|_| {}).await;
     let body = lab.good_rvr(&nonce(), Format::Cms);
-    let accept = "application/pkcs7-mime, application/problem+json";
+    let accept = format!("application/pkcs7-mime, {}", est::http::MEDIA_PROBLEM);
     let reply =
-        lab.client(&lab.owner).post("requestvoucher", Format::Cms.media_type(), accept, body).await.unwrap();
-    assert_eq!(reply.content_type, "application/problem+json");
+        lab.client(&lab.owner).post("requestvoucher", Format::Cms.media_type(), &accept, body).await.unwrap();
+    assert_eq!(reply.content_type, est::http::MEDIA_PROBLEM);
     assert_refused(&lab, &reply, StatusCode::NOT_ACCEPTABLE, "none of the media types in Accept").await;
     let problem: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(problem["status"], 406);
-    assert_eq!(problem["type"], "urn:brski:masa:problem:not-acceptable");
+    assert_eq!(problem["type"], "tag:brski.dev,2026:problem/masa/not-acceptable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

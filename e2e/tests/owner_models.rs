@@ -99,7 +99,7 @@ fn issued(r: &RawReply, id: &str, owner: &str, model: &str) -> Value {
 
 fn refused(r: &RawReply, status: u16, reason: &str) {
     assert_eq!(r.status, status, "{}", r.detail());
-    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.content_type, est::http::MEDIA_PROBLEM);
     assert_eq!(json_of(r)["reason"], reason, "{}", r.detail());
 }
 

@@ -65,7 +65,7 @@ struct FakeServer {
 
 fn problem(status: StatusCode, reason: &str, detail: &str) -> Response {
     let body = json!({"title": "refused", "status": status.as_u16(), "detail": detail, "reason": reason});
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, est::http::MEDIA_PROBLEM)], body.to_string()).into_response()
 }
 
 fn client_is_proxy(s: &FakeServer, info: &ConnectionInfo) -> bool {
@@ -292,7 +292,7 @@ async fn socket_is_0660_and_requests_without_the_api_header_get_400() {
     let (status, text) =
         raw(&s.socket, b"GET /v1/bundle HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status, 400, "{text}");
-    assert!(text.contains("application/problem+json") && text.contains("Agent-Identity-Api"), "{text}");
+    assert!(text.contains(est::http::MEDIA_PROBLEM) && text.contains("Agent-Identity-Api"), "{text}");
     let (status, _) = raw(
         &s.socket,
         b"GET /v1/bundle HTTP/1.1\r\nHost: x\r\nAgent-Identity-Api: false\r\nConnection: close\r\n\r\n",
@@ -340,15 +340,19 @@ async fn media_type_size_and_proof_of_possession_are_checked_before_forwarding()
     );
     let forged = shared::agent::jwt::sign_jwt(&claims, shared::agent::acr::ACR_TYP, &h, &[], &thief).unwrap();
     let err = c.submit(&forged, None).await.unwrap_err();
+    // 403 as the Identity Server and the owner gateway answer it (the proxy said 400 before).
     assert!(
-        matches!(&err, agent_client::AgentClientError::Refused { status: 400, reason, .. } if reason == "bad-signature"),
+        matches!(&err, agent_client::AgentClientError::Refused { status: 403, reason, .. } if reason == "bad-signature"),
         "{err}"
     );
     // A wrong audience.
     let nonce = c.nonce().await.unwrap();
     let acr = agent_client::build_acr(&agent, "wimse://other", Some(nonce), spec(Model::None), 60).unwrap();
     let err = c.submit(&acr, None).await.unwrap_err();
-    assert!(err.to_string().contains("wrong-audience"), "{err}");
+    assert!(
+        matches!(&err, agent_client::AgentClientError::Refused { status: 403, reason, .. } if reason == "wrong-audience"),
+        "{err}"
+    );
     // None of these reached the server.
     assert_eq!(s.server.seen.lock().unwrap().posts, 0);
 }
@@ -602,5 +606,6 @@ async fn another_user_needs_the_socket_group_and_is_recorded_as_itself() {
     let url = format!("http://localhost{location}");
     let (_, status, body) = curl_as_nobody(&s.socket, &[&url]).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("unauthorized"), "{body}");
+    // The reason the Identity Server and the gateway give for another client's request.
+    assert!(body.contains("\"reason\":\"not-yours\""), "{body}");
 }

@@ -536,7 +536,7 @@ fn expect_ok(r: &Reply) -> Result<(), ClientError> {
 
 /// The human-readable part of an error body: an RFC 9457 `detail`/`title`, or the text.
 fn problem_detail(content_type: &str, body: &[u8]) -> String {
-    if content_type.starts_with("application/problem+json") {
+    if content_type.starts_with(crate::http::MEDIA_PROBLEM) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
             if let Some(d) = v.get("detail").or_else(|| v.get("title")).and_then(|d| d.as_str()) {
                 return d.to_string();
@@ -574,7 +574,7 @@ mod tests {
     fn problem_details_are_extracted() {
         assert_eq!(
             problem_detail(
-                "application/problem+json",
+                crate::http::MEDIA_PROBLEM,
                 br#"{"title":"Bad","detail":"CSR signature does not verify"}"#
             ),
             "CSR signature does not verify"

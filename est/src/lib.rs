@@ -12,10 +12,13 @@
 //! - [`server`]: the axum router, authentication, channel binding and the TLS accept loop.
 //! - [`client`] and [`tls`]: the client and its server-trust modes and TLS identity.
 //! - [`binding`]: the RFC 9266 tls-exporter value and CSRs that carry it.
+//! - [`http`]: the house's HTTP plumbing shared by every role: the one RFC 9457 problem type
+//!   ([`http::Problem`]) and the agent surface's `reason` list ([`http::Reason`]).
 
 pub mod authority;
 pub mod binding;
 pub mod client;
+pub mod http;
 pub mod keypackage;
 pub mod multipart;
 pub mod server;

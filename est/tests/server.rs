@@ -215,7 +215,7 @@ fn pkcs10() -> (&'static str, String) {
 /// Asserts the status and an RFC 9457 body; returns the body.
 fn problem(r: &Reply, status: u16) -> serde_json::Value {
     assert_eq!(r.status, status, "body: {}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(r.headers["content-type"], est::http::MEDIA_PROBLEM);
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("problem+json body");
     assert_eq!(v["status"], status);
     for k in ["type", "title", "detail"] {

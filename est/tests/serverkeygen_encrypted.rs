@@ -175,7 +175,7 @@ async fn post(conn: &mut EstConnection, csr: &[u8]) -> est::client::RawReply {
 async fn refused(conn: &mut EstConnection, csr: &[u8], status: u16, needle: &str) -> serde_json::Value {
     let r = post(conn, csr).await;
     assert_eq!(r.status.as_u16(), status, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.content_type, est::http::MEDIA_PROBLEM);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let detail = v["detail"].as_str().unwrap();
     assert!(detail.contains(needle), "expected '{needle}' in: {detail}");
@@ -241,7 +241,7 @@ async fn shared_key_encryption_round_trip_and_unknown_identifier() {
         &[KeyWrap::Aes256],
     );
     let p = refused(&mut conn, &csr, 400, "unknown DecryptKeyIdentifier").await;
-    assert_eq!(p["type"], "urn:brski:est:problem:key-encryption");
+    assert_eq!(p["type"], "tag:brski.dev,2026:problem/est/key-encryption");
     // The shared key is AES-256: a client that only accepts id-aes128-wrap cannot be served.
     let csr =
         encryption_csr(&conn, "CN=kek-device", &RequestedKey::Symmetric(KEK_ID.to_vec()), &[KeyWrap::Aes128]);
@@ -259,7 +259,7 @@ async fn refusals_are_400_problems_and_nothing_is_issued() {
     let mut anon = connect(&fx, None).await;
     let csr = encryption_csr(&anon, "CN=r1", &wanted, &[KeyWrap::Aes256]);
     let p = refused(&mut anon, &csr, 400, "no TLS client certificate").await;
-    assert_eq!(p["type"], "urn:brski:est:problem:key-encryption");
+    assert_eq!(p["type"], "tag:brski.dev,2026:problem/est/key-encryption");
 
     // An identifier that is not the connection's client certificate key.
     let mut conn = connect(&fx, Some((cert.clone(), key.clone()))).await;

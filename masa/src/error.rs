@@ -1,15 +1,15 @@
 //! Every way a MASA operation can fail: one enum, [`MasaError`], and its single mapping to HTTP
-//! (status, and a body that is RFC 9457 problem JSON or plain UTF-8 text by negotiation).
+//! (`impl From<&MasaError> for Problem`: status, and a body that is RFC 9457 problem JSON or
+//! plain UTF-8 text by negotiation).
 //!
 //! RFC 8995 §5.6 says the MASA's error body MUST be human-readable plain text; brski's standard
-//! is RFC 9457. Both are served: a client whose `Accept` names `application/problem+json` gets
-//! the problem object, every other client gets `text/plain; charset=utf-8` with the same detail.
+//! is RFC 9457. Both are served: a client whose `Accept` names `application/problem+json`
+//! ([`est::http::MEDIA_PROBLEM`]) gets the problem object, every other client gets
+//! `text/plain; charset=utf-8` with the same detail.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-/// RFC 9457 media type of a problem body.
-pub const MEDIA_PROBLEM: &str = "application/problem+json";
+use est::http::{Area, Problem};
 /// Media type of the RFC 8995 plain-text error body.
 pub const MEDIA_TEXT: &str = "text/plain; charset=utf-8";
 
@@ -195,7 +195,7 @@ impl MasaError {
 
     /// The RFC 9457 problem `type` URI of this error.
     pub fn problem_type(&self) -> String {
-        format!("urn:brski:masa:problem:{}", self.parts().1)
+        Problem::from(self).type_uri()
     }
 
     /// The detail shown to the client: the message, except for server-side failures, whose
@@ -214,18 +214,21 @@ impl MasaError {
 
     /// The HTTP answer: RFC 9457 problem JSON when `problem_json`, else RFC 8995 plain text.
     pub fn to_response(&self, problem_json: bool) -> Response {
-        let (status, _, title) = self.parts();
+        let problem = Problem::from(self);
         if !problem_json {
-            return (status, [(header::CONTENT_TYPE, MEDIA_TEXT)], format!("{}\n", self.detail()))
-                .into_response();
+            let text = format!("{}\n", problem.detail());
+            return (problem.status(), [(header::CONTENT_TYPE, MEDIA_TEXT)], text).into_response();
         }
-        let body = serde_json::json!({
-            "type": self.problem_type(),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.detail(),
-        });
-        (status, [(header::CONTENT_TYPE, MEDIA_PROBLEM)], body.to_string()).into_response()
+        problem.into_response()
+    }
+}
+
+/// The one mapping from a MASA error to HTTP (the RFC 8995 §5.6 text body is the same
+/// problem's `detail`).
+impl From<&MasaError> for Problem {
+    fn from(e: &MasaError) -> Self {
+        let (status, slug, title) = e.parts();
+        Problem::new(Area::Masa, slug, status, e.detail()).with_title(title)
     }
 }
 
@@ -255,6 +258,7 @@ pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use est::http::MEDIA_PROBLEM;
 
     #[test]
     fn bodies_are_negotiated() {

@@ -2,7 +2,8 @@
 //! voucher format from `Accept` (RFC 9110 §12.5.1 quality values), and whether an error body
 //! is problem JSON.
 
-use crate::error::{MasaError, MEDIA_PROBLEM};
+use crate::error::MasaError;
+use est::http::MEDIA_PROBLEM;
 use shared::signed::Format;
 
 /// A name some peers use for COSE vouchers; read as [`Format::Cose`] (answered with the
@@ -102,14 +103,14 @@ mod tests {
         assert_eq!(voucher_format(Some(q)).unwrap(), Format::Jws);
         let wild = "application/voucher-cms+json;q=0, */*;q=0.1";
         assert_eq!(voucher_format(Some(wild)).unwrap(), Format::Jws);
-        let problem_only = "application/problem+json";
+        let problem_only = MEDIA_PROBLEM;
         assert!(matches!(voucher_format(Some(problem_only)), Err(MasaError::NotAcceptable(_))));
         assert!(voucher_format(Some("application/pkcs7-mime")).is_err());
     }
 
     #[test]
     fn problem_json_is_asked_for() {
-        assert!(wants_problem_json(Some("application/voucher-cms+json, application/problem+json")));
+        assert!(wants_problem_json(Some(&format!("application/voucher-cms+json, {MEDIA_PROBLEM}"))));
         assert!(!wants_problem_json(Some("application/voucher-cms+json")));
         assert!(!wants_problem_json(None));
     }

@@ -1,8 +1,10 @@
-//! Every way a BRSKI request to the registrar can fail, and its one mapping to HTTP: the status
-//! RFC 8995 §5.3 asks for, and an RFC 9457 problem body.
+//! Every way a BRSKI request to the registrar can fail, and its one mapping to HTTP
+//! (`impl From<&RegistrarError> for Problem`): the status RFC 8995 §5.3 asks for, and an
+//! RFC 9457 problem body.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use est::http::{Area, Problem};
 
 /// A refused or failed BRSKI request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,32 +126,29 @@ impl RegistrarError {
     }
 }
 
+/// The one mapping from a BRSKI refusal to HTTP.
+impl From<&RegistrarError> for Problem {
+    fn from(e: &RegistrarError) -> Self {
+        let p = Problem::new(Area::Brski, e.code(), e.status(), e.to_string());
+        match e {
+            RegistrarError::Pending { retry_after } => p.with_retry_after(*retry_after),
+            // RFC 8995 §5.3: an on-path attacker; the registrar closes the connection.
+            RegistrarError::ProximityMismatch => p.with_connection_close(),
+            _ => p,
+        }
+    }
+}
+
 impl IntoResponse for RegistrarError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = serde_json::json!({
-            "type": format!("https://brski.dev/problems/{}", self.code()),
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-        });
-        let mut resp = (status, body.to_string()).into_response();
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let RegistrarError::Pending { retry_after } = self {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        }
-        if matches!(self, RegistrarError::ProximityMismatch) {
-            // RFC 8995 §5.3: an on-path attacker; the registrar closes the connection.
-            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        resp
+        Problem::from(&self).into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     #[test]
     fn statuses_follow_rfc8995() {

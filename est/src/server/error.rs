@@ -1,14 +1,14 @@
 //! Every way an EST request can fail: one enum, [`EstError`], and its single mapping to HTTP
-//! (status, RFC 9457 `application/problem+json` body, `WWW-Authenticate` / `Allow`).
+//! (`impl From<&EstError> for Problem`: status, RFC 9457 problem body, `WWW-Authenticate` /
+//! `Allow`).
 
 use crate::authority::AuthorityError;
-use axum::http::{header, HeaderValue, StatusCode};
+use crate::http::{Area, Problem};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 /// `WWW-Authenticate` value sent with every 401.
 pub const WWW_AUTHENTICATE_BASIC: &str = "Basic realm=\"est\"";
-/// RFC 9457 media type of every error body.
-pub const MEDIA_PROBLEM: &str = "application/problem+json";
 
 /// Every way an EST request can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,7 +156,7 @@ impl EstError {
 
     /// The RFC 9457 problem `type` URI of this error.
     pub fn problem_type(&self) -> String {
-        format!("urn:brski:est:problem:{}", self.parts().1)
+        Problem::from(self).type_uri()
     }
 
     /// The problem `detail` shown to the client (internal details stay in the log).
@@ -171,27 +171,22 @@ impl EstError {
     }
 }
 
+/// The one mapping from an EST error to HTTP.
+impl From<&EstError> for Problem {
+    fn from(e: &EstError) -> Self {
+        let (status, slug, title) = e.parts();
+        let p = Problem::new(Area::Est, slug, status, e.detail()).with_title(title);
+        match e {
+            EstError::AuthRequired(_) => p.with_www_authenticate(WWW_AUTHENTICATE_BASIC),
+            EstError::MethodNotAllowed { allow, .. } => p.with_allow(allow),
+            _ => p,
+        }
+    }
+}
+
 impl IntoResponse for EstError {
     fn into_response(self) -> Response {
-        let (status, _, title) = self.parts();
-        let body = serde_json::json!({
-            "type": self.problem_type(),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.detail(),
-        });
-        let mut resp = (status, [(header::CONTENT_TYPE, MEDIA_PROBLEM)], body.to_string()).into_response();
-        match &self {
-            EstError::AuthRequired(_) => {
-                resp.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE_BASIC));
-            }
-            EstError::MethodNotAllowed { allow, .. } => {
-                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-            _ => {}
-        }
-        resp
+        Problem::from(&self).into_response()
     }
 }
 
@@ -211,6 +206,8 @@ impl From<AuthorityError> for EstError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MEDIA_PROBLEM;
+    use axum::http::header;
 
     #[test]
     fn every_error_maps_to_a_problem() {
@@ -219,5 +216,8 @@ mod tests {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], WWW_AUTHENTICATE_BASIC);
         assert_eq!(r.headers()[header::CONTENT_TYPE], MEDIA_PROBLEM);
+        let e = EstError::MethodNotAllowed { method: "GET".into(), op: "simpleenroll", allow: "POST" };
+        assert_eq!(e.problem_type(), "tag:brski.dev,2026:problem/est/method-not-allowed");
+        assert_eq!(e.into_response().headers()[header::ALLOW], "POST");
     }
 }

@@ -2,17 +2,16 @@
 //! policy, the axum router for `/.well-known/est[/<label>]/<operation>`, the TLS
 //! configuration, and an accept loop that hands each request its connection's TLS facts.
 //!
-//! Every refusal is an [`EstError`], turned into HTTP in one place (its
-//! [`IntoResponse`](axum::response::IntoResponse) implementation): the precise status, an
-//! RFC 9457 `application/problem+json` body, and any header the status needs
-//! (`WWW-Authenticate`, `Allow`).
+//! Every refusal is an [`EstError`], turned into HTTP in one place (`impl From<&EstError> for
+//! crate::http::Problem`): the precise status, an RFC 9457 problem body, and any header the
+//! status needs (`WWW-Authenticate`, `Allow`).
 //!
 //! Layout, one concept per module (each imports only modules below it, never its importer):
 //!
 //! * `config`: label policies and limits ([`EstServerConfig`], [`LabelPolicy`]);
 //! * `file_config`: the TOML file of a standalone server ([`EstFileConfig`]);
 //! * `password`: argon2 PHC hashes for HTTP Basic users ([`hash_password`]);
-//! * `error`: [`EstError`] and its single mapping to HTTP + RFC 9457 body;
+//! * `error`: [`EstError`] and its single mapping to a [`crate::http::Problem`];
 //! * `tls`: [`server_tls_config`] and its optional client-certificate verifier;
 //! * `accept`: the accept loop ([`serve`]) and the per-connection [`ConnectionInfo`];
 //! * `limited`: reading a request body within a size limit ([`read_limited`]);
@@ -41,7 +40,7 @@ pub use accept::{serve, serve_with, ConnectionInfo, ServeOptions};
 pub use config::{
     AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT, OPERATIONS,
 };
-pub use error::{EstError, MEDIA_PROBLEM, WWW_AUTHENTICATE_BASIC};
+pub use error::{EstError, WWW_AUTHENTICATE_BASIC};
 pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
 pub use limited::{read_limited, BodyError};

@@ -2,8 +2,9 @@
 //! trust domain), that `proxy.ldevid_sha256` names that LDevID, the ACR (proof of possession,
 //! audience, time, model owner-mediated, owner = this gateway) and the gateway's rules.
 
-use super::problem::Problem;
+use super::problem::Refusal;
 use crate::identity::cert_hash;
+use est::http::Reason;
 use est::server::ConnectionInfo;
 use serde_json::Value;
 use shared::agent::{id_matches, verify_acr, Acr, Model};
@@ -21,14 +22,14 @@ pub struct ProxyIdentity {
 }
 
 /// The proxy's LDevID must chain to the domain CA.
-pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<ProxyIdentity, Problem> {
+pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<ProxyIdentity, Refusal> {
     let chain: Vec<Certificate> =
         conn.peer_certs.iter().filter_map(|c| pki::cert_from_der(c.as_ref()).ok()).collect();
     let leaf = chain
         .first()
-        .ok_or_else(|| Problem::unauthorized("a TLS client certificate (LDevID) is required"))?;
+        .ok_or_else(|| Refusal::unauthorized("a TLS client certificate (LDevID) is required"))?;
     verify_chain(leaf, &chain[1..], ca, time::OffsetDateTime::now_utc()).map_err(|e| {
-        Problem::unauthorized(format!("the client certificate is not an LDevID of the trust domain: {e}"))
+        Refusal::unauthorized(format!("the client certificate is not an LDevID of the trust domain: {e}"))
     })?;
     Ok(ProxyIdentity { hash: cert_hash(leaf), subject: leaf.tbs_certificate().subject().to_string() })
 }
@@ -48,24 +49,23 @@ pub fn check_request(
     proxy: &ProxyIdentity,
     rules: &Rules<'_>,
     now: i64,
-) -> Result<GatewayRequest, Problem> {
+) -> Result<GatewayRequest, Refusal> {
     let body: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| Refusal::bad_request(format!("request body: {e}")))?;
     if !body.get("oa").is_none_or(Value::is_null) {
-        return Err(Problem::bad_request("the gateway signs the owner approval: send \"oa\": null"));
+        return Err(Refusal::bad_request("the gateway signs the owner approval: send \"oa\": null"));
     }
     if body.get("evidence").is_none() {
-        return Err(Problem::bad_request("the request has no evidence"));
+        return Err(Refusal::bad_request("the request has no evidence"));
     }
     let claimed = body.get("proxy").and_then(|p| p.get("ldevid_sha256")).and_then(Value::as_str);
     if claimed != Some(proxy.hash.as_str()) {
-        return Err(Problem::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "evidence",
+        return Err(Refusal::new(
+            Reason::Evidence,
             "proxy.ldevid_sha256 is not the LDevID on this TLS connection",
         ));
     }
-    let acr_text = body.get("acr").and_then(Value::as_str).ok_or_else(|| Problem::bad_request("no acr"))?;
+    let acr_text = body.get("acr").and_then(Value::as_str).ok_or_else(|| Refusal::bad_request("no acr"))?;
     let acr = verify_acr(acr_text, rules.issuance_uri, now)?;
     rules.check(&acr)?;
     Ok(GatewayRequest { body, acr })
@@ -84,25 +84,25 @@ pub struct Rules<'a> {
 
 impl Rules<'_> {
     /// Model owner-mediated, owner = this gateway, an agent id matching a pattern.
-    pub fn check(&self, acr: &Acr) -> Result<(), Problem> {
+    pub fn check(&self, acr: &Acr) -> Result<(), Refusal> {
         let req = &acr.claims.req;
         if req.model != Model::OwnerMediated {
-            return Err(Problem::policy(format!(
+            return Err(Refusal::policy(format!(
                 "this gateway approves owner-mediated requests, not {}",
                 req.model
             )));
         }
         if req.owner.as_deref() != Some(self.owner) {
-            return Err(Problem::policy(format!(
+            return Err(Refusal::policy(format!(
                 "the request names owner {}, this gateway is {}",
                 req.owner.as_deref().unwrap_or("(none)"),
                 self.owner
             )));
         }
         let id =
-            acr.agent_id.as_ref().ok_or_else(|| Problem::policy("the gateway needs an agent id (req.id)"))?;
+            acr.agent_id.as_ref().ok_or_else(|| Refusal::policy("the gateway needs an agent id (req.id)"))?;
         if !self.agents.iter().any(|p| id_matches(p, id)) {
-            return Err(Problem::policy(format!("this gateway does not approve agent id {id}")));
+            return Err(Refusal::policy(format!("this gateway does not approve agent id {id}")));
         }
         Ok(())
     }

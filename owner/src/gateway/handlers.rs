@@ -1,8 +1,8 @@
 //! The gateway's HTTP surface: `POST /gateway/v1/credentials`, `GET
-//! /gateway/v1/credentials/{id}`, `GET /healthz`. Every refusal is a [`Problem`].
+//! /gateway/v1/credentials/{id}`, `GET /healthz`. Every refusal is a [`Refusal`].
 
 use super::check::{check_request, proxy_identity, ProxyIdentity, Rules};
-use super::problem::Problem;
+use super::problem::Refusal;
 use super::state::{Gateway, Polled};
 use super::upstream::submit;
 use super::CREDENTIALS_PATH;
@@ -11,6 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use est::http::Reason;
 use est::server::ConnectionInfo;
 use serde_json::json;
 use shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE;
@@ -34,14 +35,14 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-fn proxy_of(gw: &Gateway, req: &Request) -> Result<ProxyIdentity, Problem> {
+fn proxy_of(gw: &Gateway, req: &Request) -> Result<ProxyIdentity, Refusal> {
     let conn = req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_default();
     proxy_identity(&conn, &gw.opts.ca)
 }
 
-fn answer(r: Result<Response, Problem>, what: &str) -> Response {
+fn answer(r: Result<Response, Refusal>, what: &str) -> Response {
     r.unwrap_or_else(|p| {
-        tracing::warn!(status = %p.status, reason = p.reason, detail = %p.detail, "{what} refused");
+        tracing::warn!(status = %p.status(), reason = p.reason.as_str(), detail = %p.detail, "{what} refused");
         p.into_response()
     })
 }
@@ -50,16 +51,14 @@ async fn create(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     answer(create_inner(&gw, req).await, "gateway request")
 }
 
-async fn create_inner(gw: &Gateway, req: Request) -> Result<Response, Problem> {
+async fn create_inner(gw: &Gateway, req: Request) -> Result<Response, Refusal> {
     let proxy = proxy_of(gw, &req)?;
     gw.limiter.take(&proxy.hash, Instant::now()).map_err(|secs| {
-        Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "this proxy sends requests too fast")
-            .retry_after(secs)
+        Refusal::new(Reason::RateLimited, "this proxy sends requests too fast").retry_after(secs)
     })?;
     gw.sweep(unix_now());
     let slot = gw.slots.take().ok_or_else(|| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "queue-full", "the gateway's queue is full")
-            .retry_after(RETRY_AFTER_SECS)
+        Refusal::new(Reason::QueueFull, "the gateway's queue is full").retry_after(RETRY_AFTER_SECS)
     })?;
     let body = read_body(req).await?;
     let now = unix_now();
@@ -75,23 +74,22 @@ async fn create_inner(gw: &Gateway, req: Request) -> Result<Response, Problem> {
     Ok(relayed.into_response())
 }
 
-async fn read_body(req: Request) -> Result<Vec<u8>, Problem> {
+async fn read_body(req: Request) -> Result<Vec<u8>, Refusal> {
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if base != "application/json" && base != CREDENTIAL_REQUEST_MEDIA_TYPE {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+        return Err(Refusal::new(
+            Reason::UnsupportedMediaType,
             format!("Content-Type must be application/json or {CREDENTIAL_REQUEST_MEDIA_TYPE}"),
         ));
     }
     match tokio::time::timeout(BODY_TIMEOUT, est::server::read_limited(req.into_body(), MAX_BODY)).await {
-        Err(_) => Err(Problem::bad_request("timed out reading the request body")),
+        Err(_) => Err(Refusal::bad_request("timed out reading the request body")),
         Ok(Ok(b)) => Ok(b),
         Ok(Err(est::server::BodyError::TooLarge(n))) => {
-            Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("body over {n} bytes")))
+            Err(Refusal::new(Reason::TooLarge, format!("body over {n} bytes")))
         }
-        Ok(Err(e)) => Err(Problem::bad_request(e.to_string())),
+        Ok(Err(e)) => Err(Refusal::bad_request(e.to_string())),
     }
 }
 

@@ -1,52 +1,58 @@
-//! The gateway's refusals: RFC 9457 `application/problem+json` with a stable `reason`, built
-//! in this one place.
+//! The gateway's refusals: a [`Refusal`] carries a stable [`Reason`] (which fixes the status)
+//! and a sentence, and becomes an RFC 9457 problem with a `reason` member in this one place
+//! (`impl From<&Refusal> for Problem`). Refusals of agent objects ([`AgentError`]) take their
+//! reason from the table in `est::http`, shared with the Identity Proxy and the Identity Server.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use est::http::{Problem, Reason};
 use shared::agent::AgentError;
 
 /// A refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable reason code.
-    pub reason: &'static str,
+pub struct Refusal {
+    /// Stable reason code (its status is [`Reason::status`]).
+    pub reason: Reason,
     /// A sentence a person can act on.
     pub detail: String,
     /// Retry-After in seconds (429, 503).
     pub retry_after: Option<u64>,
 }
 
-impl Problem {
-    /// A refusal with an explicit status.
-    pub fn new(status: StatusCode, reason: &'static str, detail: impl Into<String>) -> Self {
-        Problem { status, reason, detail: detail.into(), retry_after: None }
+impl Refusal {
+    /// A refusal for `reason`.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Refusal { reason, detail: detail.into(), retry_after: None }
+    }
+
+    /// The HTTP status of this refusal.
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
     }
 
     /// 400 malformed.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed", detail)
+        Self::new(Reason::Malformed, detail)
     }
 
     /// 401: no acceptable proxy certificate.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(Reason::Unauthorized, detail)
     }
 
     /// 403 policy.
     pub fn policy(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "policy", detail)
+        Self::new(Reason::Policy, detail)
     }
 
     /// 502: the Identity Server could not be reached or answered nonsense.
     pub fn upstream(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "upstream", detail.to_string())
+        Self::new(Reason::Upstream, detail.to_string())
     }
 
     /// 500.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail.to_string())
+        Self::new(Reason::Internal, detail.to_string())
     }
 
     /// Adds Retry-After.
@@ -56,34 +62,25 @@ impl Problem {
     }
 }
 
-impl From<AgentError> for Problem {
+impl From<AgentError> for Refusal {
     fn from(e: AgentError) -> Self {
-        let status = match e {
-            AgentError::Malformed { .. } | AgentError::WrongType { .. } | AgentError::KeyMismatch(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            AgentError::Sign(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::FORBIDDEN,
-        };
-        Problem::new(status, e.reason(), e.to_string())
+        Refusal::new(Reason::from(&e), e.to_string())
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": format!("https://brski.dev/problems/agent/{}", self.reason),
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "reason": self.reason,
-        });
-        let mut resp = (self.status, body.to_string()).into_response();
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(s) = self.retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+/// The one mapping from a gateway refusal to HTTP.
+impl From<&Refusal> for Problem {
+    fn from(r: &Refusal) -> Self {
+        let p = Problem::agent(r.reason, r.detail.clone());
+        match r.retry_after {
+            Some(secs) => p.with_retry_after(secs),
+            None => p,
         }
-        resp
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        Problem::from(&self).into_response()
     }
 }

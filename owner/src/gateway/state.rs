@@ -4,11 +4,11 @@
 use super::check::{GatewayRequest, ProxyIdentity};
 use super::limit::{RateLimiter, Slot, Slots};
 use super::pending::{PendingDir, PendingRecord};
-use super::problem::Problem;
+use super::problem::Refusal;
 use super::upstream::{submit, Relayed};
 use super::GatewayOptions;
 use crate::OwnerIdentity;
-use axum::http::StatusCode;
+use est::http::Reason;
 use shared::agent::jwt::SKEW_SECS;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ struct Item {
 enum ItemState {
     Waiting(Box<GatewayRequest>, Slot),
     Submitting,
-    Done(Result<Relayed, Problem>),
+    Done(Result<Relayed, Refusal>),
 }
 
 /// What a poll finds.
@@ -48,7 +48,7 @@ pub enum Polled {
     /// Still waiting (202).
     Pending,
     /// Finished: relay this.
-    Done(Result<Relayed, Problem>),
+    Done(Result<Relayed, Refusal>),
 }
 
 impl Gateway {
@@ -75,7 +75,7 @@ impl Gateway {
         proxy: &ProxyIdentity,
         slot: Slot,
         now: i64,
-    ) -> Result<String, Problem> {
+    ) -> Result<String, Refusal> {
         let id = shared::b64::encode_url(&shared::agent::jwt::random::<16>()?);
         let record = PendingRecord {
             id: id.clone(),
@@ -86,7 +86,7 @@ impl Gateway {
             acr_exp: req.acr.claims.exp,
             status: "pending".into(),
         };
-        self.disk.write(&record).map_err(Problem::internal)?;
+        self.disk.write(&record).map_err(Refusal::internal)?;
         let item = Item {
             proxy: proxy.hash.clone(),
             acr_exp: req.acr.claims.exp,
@@ -115,18 +115,12 @@ impl Gateway {
 
     /// A poll by `proxy`: the decision on disk moves the request on; an approval submits it
     /// (in its own task, so a proxy hanging up does not leave the request half done).
-    pub async fn poll(self: &Arc<Self>, id: &str, proxy: &str, now: i64) -> Result<Polled, Problem> {
+    pub async fn poll(self: &Arc<Self>, id: &str, proxy: &str, now: i64) -> Result<Polled, Refusal> {
         let (req, slot) = {
             let mut items = self.items();
-            let it = items
-                .get_mut(id)
-                .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "no such request"))?;
+            let it = items.get_mut(id).ok_or_else(|| Refusal::new(Reason::NotFound, "no such request"))?;
             if it.proxy != proxy {
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "not-yours",
-                    "another proxy sent this request",
-                ));
+                return Err(Refusal::new(Reason::NotYours, "another proxy sent this request"));
             }
             match &it.state {
                 ItemState::Done(r) => return Ok(Polled::Done(r.clone())),
@@ -154,11 +148,11 @@ impl Gateway {
             }
             result
         });
-        task.await.map(Polled::Done).map_err(Problem::internal)
+        task.await.map(Polled::Done).map_err(Refusal::internal)
     }
 
     /// The person's decision: None while pending, Ok to submit, Err for a refusal.
-    fn decision(&self, id: &str, acr_exp: i64, now: i64) -> Option<Result<(), Problem>> {
+    fn decision(&self, id: &str, acr_exp: i64, now: i64) -> Option<Result<(), Refusal>> {
         let status = self.disk.read(id).map(|r| r.status).unwrap_or_else(|_| "removed".into());
         if status == "pending" && now <= acr_exp + SKEW_SECS {
             return None;
@@ -167,11 +161,11 @@ impl Gateway {
         match status.as_str() {
             _ if now > acr_exp + SKEW_SECS => Some(Err(too_late())),
             "approved" => Some(Ok(())),
-            _ => Some(Err(Problem::new(StatusCode::FORBIDDEN, "denied", "the owner denied this request"))),
+            _ => Some(Err(Refusal::new(Reason::Denied, "the owner denied this request"))),
         }
     }
 }
 
-fn too_late() -> Problem {
-    Problem::new(StatusCode::FORBIDDEN, "time", "no owner decision before the request expired; ask again")
+fn too_late() -> Refusal {
+    Refusal::new(Reason::Time, "no owner decision before the request expired; ask again")
 }

@@ -4,7 +4,7 @@
 //! server's answer is relayed as it is.
 
 use super::check::GatewayRequest;
-use super::problem::Problem;
+use super::problem::Refusal;
 use super::GatewayOptions;
 use crate::config::trust_domain_of;
 use crate::OwnerIdentity;
@@ -53,7 +53,7 @@ pub fn approval(
     req: &GatewayRequest,
     via: &str,
     now: i64,
-) -> Result<String, Problem> {
+) -> Result<String, Refusal> {
     let acr = &req.acr;
     let claims = OaClaims {
         iss: owner.config.id.clone(),
@@ -80,13 +80,13 @@ pub async fn submit(
     opts: &GatewayOptions,
     req: &GatewayRequest,
     via: &str,
-) -> Result<Relayed, Problem> {
+) -> Result<Relayed, Refusal> {
     let oa = approval(owner, opts, req, via, unix_now())?;
     let mut body = req.body.clone();
     body.insert("oa".into(), Value::String(oa));
     let bytes = Value::Object(body).to_string().into_bytes();
-    let mut conn = owner.connect(&opts.server, &opts.ca).await.map_err(Problem::upstream)?;
-    let r = conn.post_raw(SERVER_PATH, "application/json", None, bytes).await.map_err(Problem::upstream)?;
+    let mut conn = owner.connect(&opts.server, &opts.ca).await.map_err(Refusal::upstream)?;
+    let r = conn.post_raw(SERVER_PATH, "application/json", None, bytes).await.map_err(Refusal::upstream)?;
     tracing::info!(status = %r.status, agent = ?req.acr.agent_id, "submitted to the Identity Server");
     Ok(Relayed {
         status: r.status.as_u16(),

@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
 use est::client::RawReply;
+use est::http::{Problem, Reason, MEDIA_PROBLEM};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
@@ -52,39 +53,44 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Retry-After sent on 202 when the server gave none.
 const DEFAULT_RETRY_AFTER: u64 = 5;
-/// Media type of problem bodies.
-pub const MEDIA_PROBLEM: &str = "application/problem+json";
 
-/// An Agent API refusal: status, stable reason and a sentence.
+/// An Agent API refusal: a stable reason (which fixes the status, the same as the Identity
+/// Server's and the owner gateway's for the same refusal) and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable reason code.
-    pub reason: String,
+    /// Stable reason code (its status is [`Reason::status`]).
+    pub reason: Reason,
     /// What a person can act on.
     pub detail: String,
 }
 
 impl ApiError {
     /// A refusal.
-    pub fn new(status: StatusCode, reason: &str, detail: impl Into<String>) -> Self {
-        ApiError { status, reason: reason.to_string(), detail: detail.into() }
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        ApiError { reason, detail: detail.into() }
+    }
+
+    /// The HTTP status of this refusal.
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
     }
 
     fn upstream(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "upstream", detail.to_string())
+        Self::new(Reason::Upstream, detail.to_string())
     }
 }
 
+/// Agent-object refusals take the reason of the one table in `est::http`.
 impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
-        let status = match e {
-            AgentError::Policy(_) | AgentError::UnknownOwner(_) => StatusCode::FORBIDDEN,
-            AgentError::Sign(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.reason(), e.to_string())
+        ApiError::new(Reason::from(&e), e.to_string())
+    }
+}
+
+/// The one mapping from an Agent API refusal to HTTP.
+impl From<&ApiError> for Problem {
+    fn from(e: &ApiError) -> Self {
+        Problem::agent(e.reason, e.detail.clone())
     }
 }
 
@@ -94,15 +100,8 @@ struct Outcome(String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": "about:blank",
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "reason": self.reason,
-        });
-        let mut r = (self.status, [(header::CONTENT_TYPE, MEDIA_PROBLEM)], body.to_string()).into_response();
-        r.extensions_mut().insert(Outcome(self.reason));
+        let mut r = Problem::from(&self).into_response();
+        r.extensions_mut().insert(Outcome(self.reason.as_str().to_string()));
         r
     }
 }
@@ -115,11 +114,9 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .route("/v1/credentials", post(credentials))
         .route("/v1/credentials/{id}", get(poll))
         .route("/v1/bundle", get(bundle))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such Agent API resource")
-        })
+        .fallback(|| async { ApiError::new(Reason::NotFound, "no such Agent API resource") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed here")
+            ApiError::new(Reason::MethodNotAllowed, "method not allowed here")
         })
         .layer(middleware::from_fn(require_api_header))
         .with_state(proxy.clone());
@@ -149,8 +146,7 @@ async fn require_api_header(req: Request<Body>, next: Next) -> Response {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     if !ok {
         return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing-api-header",
+            Reason::MissingApiHeader,
             format!("every Agent API request must carry the header '{AGENT_API_HEADER}: true'"),
         )
         .into_response();
@@ -321,19 +317,11 @@ struct CredentialRequest {
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_REQUEST).collect()).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "the request body did not arrive in time",
-        )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!("the request body exceeds {MAX_REQUEST} bytes"),
-        )),
-        Ok(Err(e)) => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", format!("reading the body: {e}")))
+        Err(_) => Err(ApiError::new(Reason::Timeout, "the request body did not arrive in time")),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::new(Reason::TooLarge, format!("the request body exceeds {MAX_REQUEST} bytes")))
         }
+        Ok(Err(e)) => Err(ApiError::new(Reason::Malformed, format!("reading the body: {e}"))),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
@@ -368,18 +356,13 @@ async fn forward_request(
     let mt = media_type(headers);
     if mt != CREDENTIAL_REQUEST_MEDIA_TYPE {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            Reason::UnsupportedMediaType,
             format!("Content-Type must be {CREDENTIAL_REQUEST_MEDIA_TYPE}, got '{mt}'"),
         ));
     }
     let bytes = read_body(body).await?;
     let req: CredentialRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("the body must be {{\"acr\", \"oa\"}}: {e}"),
-        )
+        ApiError::new(Reason::Malformed, format!("the body must be {{\"acr\", \"oa\"}}: {e}"))
     })?;
     let bundle = proxy.bundle().await?;
     let audience = bundle.get("issuance_uri").and_then(Value::as_str).unwrap_or_default();
@@ -388,7 +371,7 @@ async fn forward_request(
     let acr = verify_acr(&req.acr, audience, unix_now())?;
     let server_nonce = match &acr.claims.nonce {
         Some(n) => shared::b64::decode_url(n)
-            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "nonce", "the ACR nonce is not base64url"))?,
+            .map_err(|_| AgentError::Nonce("the ACR nonce is not base64url".into()))?,
         None => fresh_nonce(proxy).await?,
     };
     let acr_hash = shared::b64::decode_url(&acr.hash).map_err(|e| ApiError::upstream(e.to_string()))?;
@@ -410,10 +393,8 @@ async fn forward_request(
     tracing::debug!(agent = %agent_id, model = %acr.claims.req.model, caller = %peer.describe(), "forwarding a credential request");
     let (upstream, path, via_gateway) = if acr.claims.req.model == Model::OwnerMediated {
         let gw = proxy.gateway().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "policy",
-                "model owner-mediated needs an owner gateway; none is configured (--gateway)",
+            AgentError::Policy(
+                "model owner-mediated needs an owner gateway; none is configured (--gateway)".into(),
             )
         })?;
         (gw, paths::GATEWAY_CREDENTIALS, true)
@@ -438,13 +419,12 @@ async fn poll(
     UrlPath(id): UrlPath<String>,
 ) -> Response {
     if !valid_id(&id) {
-        return ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such request").into_response();
+        return ApiError::new(Reason::NotFound, "no such request").into_response();
     }
     let via_gateway = match proxy.pending_owner(&id) {
         None => {
             return ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
+                Reason::NotFound,
                 format!(
                 "this proxy has no pending request {id} (expired, or the proxy restarted): submit a new one"
             ),
@@ -452,12 +432,8 @@ async fn poll(
             .into_response()
         }
         Some((uid, _)) if uid != peer.uid => {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "unauthorized",
-                format!("request {id} belongs to another caller"),
-            )
-            .into_response()
+            return ApiError::new(Reason::NotYours, format!("request {id} belongs to another caller"))
+                .into_response()
         }
         Some((_, via_gateway)) => via_gateway,
     };
@@ -638,8 +614,11 @@ mod tests {
 
     #[test]
     fn problems_carry_status_reason_and_media_type() {
+        // The same status as the Identity Server's and the gateway's (403, not the old 400).
         let r = ApiError::from(AgentError::Nonce("used".into())).into_response();
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = ApiError::from(AgentError::Signature("ACR")).into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(r.headers()[header::CONTENT_TYPE], MEDIA_PROBLEM);
         let r = ApiError::from(AgentError::Policy("no".into())).into_response();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);

@@ -5,6 +5,7 @@
 use super::error::Refusal;
 use super::service::AgentService;
 use crate::server::Registrar;
+use est::http::Reason;
 use est::server::ConnectionInfo;
 use shared::b64;
 use shared::crypto::sha256;
@@ -94,11 +95,7 @@ fn verified_proxy(reg: &Registrar, chain: &[Certificate]) -> Result<ProxyFacts, 
 async fn check_not_revoked(reg: &Registrar, leaf: &Certificate) -> Result<(), Refusal> {
     let serial_hex = hex::encode(leaf.tbs_certificate().serial_number().as_bytes());
     if reg.store().revocation(&serial_hex).await?.is_some() {
-        return Err(Refusal::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "revoked",
-            "the proxy's LDevID is revoked",
-        ));
+        return Err(Refusal::new(Reason::Revoked, "the proxy's LDevID is revoked"));
     }
     Ok(())
 }

@@ -1,58 +1,57 @@
-//! How an agent-issuance request is refused: a status, a stable reason code and a detail,
-//! answered as an RFC 9457 problem with a `reason` member.
+//! How an agent-issuance request is refused: a stable [`Reason`] (which fixes the status) and a
+//! detail, answered as an RFC 9457 problem with a `reason` member through the one mapping
+//! `impl From<&Refusal> for Problem`. Agent-object refusals ([`AgentError`]) take their reason
+//! from the table in `est::http`, shared with the Identity Proxy and the owner gateway.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use est::http::{Problem, Reason};
 use shared::agent::AgentError;
 
 /// A refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable reason code.
-    pub reason: &'static str,
+    /// Stable reason code (its status is [`Reason::status`]).
+    pub reason: Reason,
     /// What happened, for the client and the log.
     pub detail: String,
 }
 
 impl Refusal {
-    /// A refusal with an explicit status.
-    pub fn new(status: StatusCode, reason: &'static str, detail: impl Into<String>) -> Self {
-        Refusal { status, reason, detail: detail.into() }
+    /// A refusal for `reason`.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Refusal { reason, detail: detail.into() }
+    }
+
+    /// The HTTP status of this refusal.
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
     }
 
     /// 401: no acceptable TLS client certificate.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(Reason::Unauthorized, detail)
     }
 
     /// 403 for policy.
     pub fn policy(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "policy", detail)
+        Self::new(Reason::Policy, detail)
     }
 
     /// 400 for malformed input.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed", detail)
+        Self::new(Reason::Malformed, detail)
     }
 
     /// 500.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail.to_string())
+        Self::new(Reason::Internal, detail.to_string())
     }
 }
 
 impl From<AgentError> for Refusal {
     fn from(e: AgentError) -> Self {
-        let status = match e {
-            AgentError::Malformed { .. } | AgentError::WrongType { .. } | AgentError::KeyMismatch(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            AgentError::Sign(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::FORBIDDEN,
-        };
-        Refusal { status, reason: e.reason(), detail: e.to_string() }
+        Refusal { reason: Reason::from(&e), detail: e.to_string() }
     }
 }
 
@@ -62,17 +61,15 @@ impl From<shared::store::StoreError> for Refusal {
     }
 }
 
+/// The one mapping from an agent-issuance refusal to HTTP.
+impl From<&Refusal> for Problem {
+    fn from(r: &Refusal) -> Self {
+        Problem::agent(r.reason, r.detail.clone())
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": format!("https://brski.dev/problems/agent/{}", self.reason),
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "reason": self.reason,
-        });
-        let mut resp = (self.status, body.to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        resp
+        Problem::from(&self).into_response()
     }
 }

@@ -11,7 +11,7 @@ use super::grants::{self, Grant};
 use super::issue::{Approved, OwnerBound};
 use super::service::AgentService;
 use crate::server::Registrar;
-use axum::http::StatusCode;
+use est::http::Reason;
 use serde::Deserialize;
 use serde_json::Value;
 use shared::agent::evidence::{eat_from_cmw, verify_eat, EvidenceClaims};
@@ -119,7 +119,7 @@ pub async fn check_request(
 }
 
 fn revoked(detail: String) -> Refusal {
-    Refusal::new(StatusCode::FORBIDDEN, "revoked", detail)
+    Refusal::new(Reason::Revoked, detail)
 }
 
 /// The proxy behind the request: the caller itself, or (model 2, through a gateway) the
@@ -233,8 +233,7 @@ fn check_csr_san(acr: &Acr, id: &AgentId) -> Result<(), Refusal> {
         .collect();
     if uris.len() > 1 || uris.iter().any(|u| u != id.as_str()) {
         return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "second-uri-san",
+            Reason::SecondUriSan,
             format!("an agent credential carries exactly one URI SAN ({id}); the CSR asks for {uris:?}"),
         ));
     }

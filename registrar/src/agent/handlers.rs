@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use est::http::Reason;
 use est::server::ConnectionInfo;
 use serde_json::{json, Value};
 use shared::agent::challenge::{sign_challenge, AttestationStatus, ChallengeClaims, Requested};
@@ -42,8 +43,7 @@ pub fn routes(reg: Arc<Registrar>) -> Router {
 }
 
 fn svc(reg: &Registrar) -> Result<&AgentService, Refusal> {
-    reg.agent()
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not-found", "agent issuance is not configured"))
+    reg.agent().ok_or_else(|| Refusal::new(Reason::NotFound, "agent issuance is not configured"))
 }
 
 fn conn(req: &Request) -> Arc<ConnectionInfo> {
@@ -56,11 +56,12 @@ async fn caller(reg: &Registrar, conn: Arc<ConnectionInfo>) -> Result<Caller, Re
 
 fn answer_of(reg: &Registrar, r: Result<Response, Refusal>, what: &str) -> Response {
     r.unwrap_or_else(|e| {
-        reg.metrics().refusal(e.reason);
-        if e.status.is_server_error() {
-            tracing::error!(status = %e.status, reason = e.reason, detail = %e.detail, "{what} failed");
+        let (status, reason) = (e.status(), e.reason.as_str());
+        reg.metrics().refusal(reason);
+        if status.is_server_error() {
+            tracing::error!(%status, reason, detail = %e.detail, "{what} failed");
         } else {
-            tracing::warn!(status = %e.status, reason = e.reason, detail = %e.detail, "{what} refused");
+            tracing::warn!(%status, reason, detail = %e.detail, "{what} refused");
         }
         e.into_response()
     })
@@ -97,13 +98,7 @@ async fn nonce(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response 
 /// `count=N` (1 to [`MAX_NONCE_BATCH`]) of the nonce request; 1 without a query.
 fn nonce_count(query: Option<&str>) -> Result<usize, Refusal> {
     let Some(q) = query else { return Ok(1) };
-    let bad = || {
-        Refusal::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("the only query is count=1..{MAX_NONCE_BATCH}"),
-        )
-    };
+    let bad = || Refusal::new(Reason::Malformed, format!("the only query is count=1..{MAX_NONCE_BATCH}"));
     let n: usize = q.strip_prefix("count=").and_then(|v| v.parse().ok()).ok_or_else(bad)?;
     if (1..=MAX_NONCE_BATCH).contains(&n) {
         Ok(n)
@@ -128,8 +123,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request, media: &[&str])
     let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if !media.contains(&base.as_str()) {
         return Err(Refusal::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            Reason::UnsupportedMediaType,
             format!("Content-Type must be {}", media.join(" or ")),
         ));
     }
@@ -142,7 +136,7 @@ async fn read_body(req: Request) -> Result<Vec<u8>, Refusal> {
         Err(_) => Err(Refusal::bad_request("timed out reading the request body")),
         Ok(Ok(b)) => Ok(b),
         Ok(Err(est::server::BodyError::TooLarge(n))) => {
-            Err(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("body over {n} bytes")))
+            Err(Refusal::new(Reason::TooLarge, format!("body over {n} bytes")))
         }
         Ok(Err(e)) => Err(Refusal::bad_request(e.to_string())),
     }
@@ -244,25 +238,17 @@ async fn poll(AxState(reg): AxState<Arc<Registrar>>, Path(id): Path<String>, req
     drop(req);
     let r = async {
         let who = caller(&reg, c.clone()).await?;
-        let e = svc(&reg)?
-            .pending
-            .get(&id)
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not-found", "no such request"))?;
+        let e =
+            svc(&reg)?.pending.get(&id).ok_or_else(|| Refusal::new(Reason::NotFound, "no such request"))?;
         if e.requester != who.hash() {
-            return Err(Refusal::new(
-                StatusCode::FORBIDDEN,
-                "not-yours",
-                "another client created this request",
-            ));
+            return Err(Refusal::new(Reason::NotYours, "another client created this request"));
         }
         match e.state {
             State::Done(Ok(v)) => Ok(Json(v).into_response()),
             State::Done(Err(r)) => Err(r),
-            State::Waiting(_) if e.exp < unix_now() => Err(Refusal::new(
-                StatusCode::FORBIDDEN,
-                "time",
-                "the owner did not answer the challenge in time",
-            )),
+            State::Waiting(_) if e.exp < unix_now() => {
+                Err(Refusal::new(Reason::Time, "the owner did not answer the challenge in time"))
+            }
             State::Waiting(_) => Ok(pending_response(&id)),
         }
     };
@@ -299,11 +285,7 @@ async fn answer(AxState(reg): AxState<Arc<Registrar>>, Path(id): Path<String>, r
         };
         let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !ct.to_ascii_lowercase().starts_with("application/jwt") {
-            return Err(Refusal::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Content-Type must be application/jwt",
-            ));
+            return Err(Refusal::new(Reason::UnsupportedMediaType, "Content-Type must be application/jwt"));
         }
         let spki = spki.clone();
         let oa = String::from_utf8(read_body(req).await?)
@@ -336,7 +318,7 @@ async fn answer_entry(
     now: i64,
 ) -> Result<(), Refusal> {
     let State::Waiting(ap) = &entry.state else {
-        return Err(Refusal::new(StatusCode::CONFLICT, "answered", "the challenge was already answered"));
+        return Err(Refusal::new(Reason::Answered, "the challenge was already answered"));
     };
     let mut ap = (**ap).clone();
     let binding = OaBinding::Challenge { chal_hash: &entry.chal_hash, nonce: &entry.nonce };
@@ -363,7 +345,7 @@ async fn audit_refusal(reg: &Registrar, who: &Caller, body: &CredentialRequest, 
         actor: who.name(),
         action: "agent.credential.refused".into(),
         subject: subject.to_string(),
-        detail: json!({"acr_jti": claims.get("jti"), "status": e.status.as_u16(), "reason": e.reason, "detail": e.detail}),
+        detail: json!({"acr_jti": claims.get("jti"), "status": e.status().as_u16(), "reason": e.reason.as_str(), "detail": e.detail}),
         at: time::OffsetDateTime::now_utc(),
     };
     if let Err(err) = reg.store().append_audit(&event).await {

@@ -3,7 +3,7 @@
 
 use super::error::Refusal;
 use super::issue::Approved;
-use axum::http::StatusCode;
+use est::http::Reason;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,11 +55,7 @@ impl Pending {
             m.retain(|_, e| e.exp + 3600 >= now);
         }
         if m.len() >= MAX_PENDING {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many pending owner challenges",
-            ));
+            return Err(Refusal::new(Reason::Busy, "too many pending owner challenges"));
         }
         m.insert(id, entry);
         Ok(())
@@ -88,14 +84,12 @@ impl Pending {
     /// Marks `id` answered; returns the waiting request, or why it cannot be answered.
     pub fn claim_answer(&self, id: &str, now: i64) -> Result<Entry, Refusal> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m
-            .get_mut(id)
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not-found", "no such challenge"))?;
+        let e = m.get_mut(id).ok_or_else(|| Refusal::new(Reason::NotFound, "no such challenge"))?;
         if e.answered {
-            return Err(Refusal::new(StatusCode::CONFLICT, "answered", "the challenge was already answered"));
+            return Err(Refusal::new(Reason::Answered, "the challenge was already answered"));
         }
         if e.exp < now {
-            return Err(Refusal::new(StatusCode::FORBIDDEN, "time", "the challenge expired"));
+            return Err(Refusal::new(Reason::Time, "the challenge expired"));
         }
         e.answered = true;
         Ok(e.clone())

@@ -142,13 +142,13 @@ impl MasaClient {
         if types.is_empty() {
             types.push(format.media_type());
         }
-        types.push(est::server::MEDIA_PROBLEM);
+        types.push(est::http::MEDIA_PROBLEM);
         self.post("requestvoucher", format.media_type(), &types.join(", "), rvr.to_vec()).await
     }
 
     /// POSTs a registrar voucher-request to `requestauditlog` and parses the audit log.
     pub async fn request_audit_log(&self, rvr: &[u8], format: Format) -> Result<AuditLog, MasaClientError> {
-        let accept = format!("application/json, {}", est::server::MEDIA_PROBLEM);
+        let accept = format!("application/json, {}", est::http::MEDIA_PROBLEM);
         let reply = self.post("requestauditlog", format.media_type(), &accept, rvr.to_vec()).await?;
         if reply.status != StatusCode::OK {
             let reason = reply.reason.unwrap_or_default();

@@ -38,7 +38,7 @@ async fn twenty_in_parallel(format: Format) {
         openssl_verifies_registrar_request(&domain_ca, records[0].last_rvr.as_deref().expect("RVR kept"));
     }
     for r in records {
-        assert_eq!(r.state, PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
+        assert_eq!(r.state(), PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
         assert_eq!(r.enroll_status_via.as_deref(), Some("ldevid"));
         assert!(r.audit_log.as_deref().is_some_and(|a| a.starts_with("ok")), "{:?}", r.audit_log);
         assert!(r.voucher_status.is_some_and(|s| s.status));

@@ -99,7 +99,7 @@ async fn masa_voucher_key_and_domain_ca_key_in_softhsm() {
     let records = pledges::list(lab.registrar.store().as_ref()).await.unwrap();
     assert_eq!(records.len(), 6);
     for r in records {
-        assert_eq!(r.state, PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
+        assert_eq!(r.state(), PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
         assert!(r.voucher_status.is_some_and(|s| s.status));
     }
 }

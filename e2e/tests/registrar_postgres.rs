@@ -60,7 +60,7 @@ async fn two_registrars_on_one_database_enroll_concurrently() {
     let records = pledges::list(store.as_ref()).await.expect("pledge records");
     assert_eq!(records.len(), PLEDGES);
     for r in &records {
-        assert_eq!(r.state, PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
+        assert_eq!(r.state(), PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
     }
 
     // Both registrars appended to one audit chain: gapless and verifying.

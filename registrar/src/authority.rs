@@ -56,8 +56,8 @@ impl RegistrarAuthority {
         if record.idevid_sha256.is_some() && record.idevid_sha256 != fingerprint {
             return Decision::Deny(format!("pledge {serial} obtained its voucher with another IDevID"));
         }
-        if !record.state.holds_voucher() {
-            let why = match record.state {
+        if !record.state().holds_voucher() {
+            let why = match record.state() {
                 PledgeState::Pending => "is waiting for approval".to_string(),
                 PledgeState::Refused | PledgeState::Denied => {
                     format!("was refused: {}", record.reason.as_deref().unwrap_or("by policy"))

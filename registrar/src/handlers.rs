@@ -108,12 +108,10 @@ async fn voucher_flow(
             return Err(e);
         }
     };
-    record.state = PledgeState::VoucherIssued;
-    record.reason = None;
-    record.pending_request_sha256 = None;
-    record.last_rvr = Some(shared::b64::encode(&rvr));
-    record.last_rvr_format = Some(pvr.format.to_string());
-    record.last_nonce = Some(pvr.nonce.json_text());
+    // approve() refused a denied pledge above, so this step is legal.
+    record
+        .voucher_issued(&rvr, &pvr.format.to_string(), pvr.nonce.json_text())
+        .map_err(|e| RegistrarError::NotAuthorized(e.to_string()))?;
     let detail = serde_json::json!({ "nonce": pvr.nonce.json_text(), "format": pvr.format.to_string() });
     // The voucher, the record and the audit event: one transaction, committed before the
     // voucher is answered.
@@ -131,7 +129,7 @@ async fn voucher_flow(
 /// (a retry must send the identical request, RFC 8995 §5.6).
 async fn approve(reg: &Registrar, record: &mut PledgeRecord, body: &[u8]) -> Result<(), RegistrarError> {
     let cfg = reg.config();
-    match record.state {
+    match record.state() {
         PledgeState::Denied => {
             return Err(RegistrarError::NotAuthorized(format!(
                 "pledge {} was denied by an operator",
@@ -216,8 +214,9 @@ async fn voucher_status_flow(
     tracing::info!(serial = %record.serial, status = report.status, reason = ?report.reason, "voucher_status");
     warn_unknown(&report, &record.serial);
     if report.status {
-        if record.state == PledgeState::VoucherIssued {
-            record.state = PledgeState::Imprinted;
+        // A voucher_status repeated by an enrolled pledge leaves it enrolled.
+        if let Err(e) = record.imprinted() {
+            tracing::debug!(serial = %record.serial, "voucher_status: {e}");
         }
         check_audit_log(reg, &mut record, idevid).await;
     } else {
@@ -257,8 +256,9 @@ async fn check_audit_log(reg: &Registrar, record: &mut PledgeRecord, idevid: &Ce
             tracing::warn!(serial = %record.serial, "audit log: {text}");
             record.audit_log = Some(format!("violation: {text}"));
             if policy == AuditLogPolicy::Enforce {
-                record.state = PledgeState::Refused;
-                record.reason = Some(format!("audit log: {text}"));
+                if let Err(e) = record.refuse(format!("audit log: {text}")) {
+                    tracing::warn!(serial = %record.serial, "audit log violation: {e}");
+                }
             }
         }
     }
@@ -283,8 +283,10 @@ async fn enroll_status_flow(
     let (report, mut record, via) = read_status(reg, chain, req).await?;
     tracing::info!(serial = %record.serial, status = report.status, via, reason = ?report.reason, "enrollstatus");
     warn_unknown(&report, &record.serial);
-    if report.status && record.state.holds_voucher() {
-        record.state = PledgeState::Enrolled;
+    if report.status {
+        if let Err(e) = record.enrolled() {
+            tracing::info!(serial = %record.serial, "enrollstatus: {e}");
+        }
     }
     if !report.status {
         record.reason =

@@ -2,6 +2,19 @@
 //! `registrar.pledge.<serial>`, JSON) so that `brski registrar list|approve|deny` can read and
 //! change it while the server runs, and every request's outcome is also appended to the
 //! store's audit log (subject = the serial number).
+//!
+//! A record's [`PledgeState`] is private: it changes only through the transition methods of
+//! [`PledgeRecord`] (after quinn-proto's connection state), each of which refuses a step the
+//! flow does not allow with an [`IllegalStep`] and leaves the record unchanged:
+//!
+//! ```text
+//!  Pending ──decide──▶ Approved / Denied        (an operator, any time)
+//!  Pending | Approved | VoucherIssued | Imprinted | Enrolled | Refused
+//!          ──voucher_issued──▶ VoucherIssued    (never from Denied)
+//!  VoucherIssued | Imprinted ──imprinted──▶ Imprinted
+//!  VoucherIssued | Imprinted | Enrolled ──refuse──▶ Refused    (e.g. the MASA audit log)
+//!  VoucherIssued | Imprinted | Enrolled ──enrolled──▶ Enrolled
+//! ```
 
 use serde::{Deserialize, Serialize};
 use shared::brski::StatusReport;
@@ -51,13 +64,25 @@ impl PledgeState {
     }
 }
 
+/// A transition the pledge flow does not allow from the record's state; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pledge {serial}: no step from {} to {}", from.name(), to.name())]
+pub struct IllegalStep {
+    /// The pledge's serial number.
+    pub serial: String,
+    /// Its state, unchanged.
+    pub from: PledgeState,
+    /// The state the step would have reached.
+    pub to: PledgeState,
+}
+
 /// The registrar's record of one pledge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PledgeRecord {
     /// X520SerialNumber of the IDevID.
     pub serial: String,
-    /// Current state.
-    pub state: PledgeState,
+    /// Current state: read with [`PledgeRecord::state`], changed only by the transitions.
+    state: PledgeState,
     /// Manufacturer name (from the config), once seen.
     #[serde(default)]
     pub manufacturer: Option<String>,
@@ -114,6 +139,58 @@ impl PledgeRecord {
             reason: None,
             updated: now_text(),
         }
+    }
+
+    /// Where the pledge is in the flow.
+    pub fn state(&self) -> PledgeState {
+        self.state
+    }
+
+    /// Moves to `to` when `allowed` holds for the current state, else refuses the step.
+    fn step(&mut self, to: PledgeState, allowed: impl Fn(PledgeState) -> bool) -> Result<(), IllegalStep> {
+        if !allowed(self.state) {
+            return Err(IllegalStep { serial: self.serial.clone(), from: self.state, to });
+        }
+        self.state = to;
+        Ok(())
+    }
+
+    /// An operator's decision (`brski registrar approve|deny`), allowed in every state: a
+    /// denial also ends an enrolled pledge's right to enroll again.
+    pub fn decide(&mut self, approve: bool, operator: &str) {
+        self.state = if approve { PledgeState::Approved } else { PledgeState::Denied };
+        self.reason = (!approve).then(|| format!("denied by {operator}"));
+    }
+
+    /// A voucher was obtained for `rvr` (the registrar voucher-request sent to the MASA, kept
+    /// for the audit log) and is being returned; never for a denied pledge.
+    pub fn voucher_issued(&mut self, rvr: &[u8], format: &str, nonce: String) -> Result<(), IllegalStep> {
+        self.step(PledgeState::VoucherIssued, |s| s != PledgeState::Denied)?;
+        self.reason = None;
+        self.pending_request_sha256 = None;
+        self.last_rvr = Some(shared::b64::encode(rvr));
+        self.last_rvr_format = Some(format.to_string());
+        self.last_nonce = Some(nonce);
+        Ok(())
+    }
+
+    /// The pledge reported (voucher_status) that it accepted the voucher.
+    pub fn imprinted(&mut self) -> Result<(), IllegalStep> {
+        self.step(PledgeState::Imprinted, |s| {
+            matches!(s, PledgeState::VoucherIssued | PledgeState::Imprinted)
+        })
+    }
+
+    /// Refused by policy after the voucher (RFC 8995 §5.8.3: the audit log); EST is refused.
+    pub fn refuse(&mut self, reason: String) -> Result<(), IllegalStep> {
+        self.step(PledgeState::Refused, PledgeState::holds_voucher)?;
+        self.reason = Some(reason);
+        Ok(())
+    }
+
+    /// The pledge reported (enrollstatus) a successful enrollment.
+    pub fn enrolled(&mut self) -> Result<(), IllegalStep> {
+        self.step(PledgeState::Enrolled, PledgeState::holds_voucher)
     }
 }
 
@@ -183,8 +260,7 @@ pub async fn decide(
     operator: &str,
 ) -> Result<PledgeRecord, StoreError> {
     let mut r = get(store, serial).await?.unwrap_or_else(|| PledgeRecord::new(serial, PledgeState::Pending));
-    r.state = if approve { PledgeState::Approved } else { PledgeState::Denied };
-    r.reason = (!approve).then(|| format!("denied by {operator}"));
+    r.decide(approve, operator);
     let action = if approve { "pledge.approved" } else { "pledge.denied" };
     let batch = WriteBatch::new().audit(event(operator, action, serial, serde_json::json!({})));
     put_with(store, &mut r, batch).await?;
@@ -208,5 +284,29 @@ mod tests {
         assert_eq!(all.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(), ["SN-1", "SN-2"]);
         let events = store.audit_events(Some("SN-2"), 0, 10).await.unwrap();
         assert_eq!(events[0].event.action, "pledge.denied");
+    }
+
+    #[test]
+    fn illegal_steps_are_refused_and_change_nothing() {
+        let mut r = PledgeRecord::new("SN-3", PledgeState::Pending);
+        r.decide(false, "op");
+        let before = r.clone();
+        let err = r.voucher_issued(b"rvr", "cms", "n".into()).unwrap_err();
+        assert_eq!((err.from, err.to), (PledgeState::Denied, PledgeState::VoucherIssued));
+        assert_eq!(r, before, "a refused step leaves the record as it was");
+        assert!(r.enrolled().is_err() && r.imprinted().is_err() && r.refuse("x".into()).is_err());
+        let mut p = PledgeRecord::new("SN-4", PledgeState::Pending);
+        assert!(p.enrolled().is_err(), "no enrollment without a voucher");
+        assert!(p.imprinted().is_err());
+        p.voucher_issued(b"rvr", "jws", "n".into()).unwrap();
+        assert_eq!((p.state(), p.last_rvr_format.as_deref()), (PledgeState::VoucherIssued, Some("jws")));
+        p.imprinted().unwrap();
+        p.enrolled().unwrap();
+        assert!(p.imprinted().is_err(), "an enrolled pledge does not go back to imprinted");
+        p.refuse("audit log".into()).unwrap();
+        assert_eq!(p.state(), PledgeState::Refused);
+        assert!(p.enrolled().is_err(), "a refused pledge does not enroll");
+        p.voucher_issued(b"rvr2", "cms", "m".into()).unwrap();
+        assert_eq!(p.state(), PledgeState::VoucherIssued, "a refused pledge may bootstrap again");
     }
 }

@@ -112,7 +112,7 @@ impl Registrar {
     pub async fn refresh_pending_gauge(&self) {
         let pledges = crate::pledges::list(self.store.as_ref())
             .await
-            .map(|l| l.iter().filter(|r| r.state == crate::pledges::PledgeState::Pending).count())
+            .map(|l| l.iter().filter(|r| r.state() == crate::pledges::PledgeState::Pending).count())
             .unwrap_or(0);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let agents = self.agent.as_ref().map(|a| a.pending.waiting(now)).unwrap_or(0);

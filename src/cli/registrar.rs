@@ -230,7 +230,7 @@ async fn list(w: Where) -> anyhow::Result<ExitCode> {
         println!(
             "{:<20} {:<15} {:<14} {:<8} {:<8} {}{}",
             r.serial,
-            r.state.name(),
+            r.state().name(),
             r.manufacturer.as_deref().unwrap_or("-"),
             st(&r.voucher_status),
             st(&r.enroll_status),
@@ -245,6 +245,6 @@ async fn decide(d: Decide, approve: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(&d.at.path()?).await?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
     let r = pledges::decide(store.as_ref(), &d.serial, approve, &operator).await?;
-    println!("pledge {} is now {}", r.serial, r.state.name());
+    println!("pledge {} is now {}", r.serial, r.state().name());
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,6 @@
 
 mod agent;
 mod bench;
-mod bench_agent;
-mod bench_brski;
 mod demo;
 mod est;
 mod est_serve;
@@ -13,7 +11,6 @@ mod owner;
 mod pledge;
 mod pledge_serve;
 mod registrar;
-mod registrar_agent;
 mod verify;
 mod voucher;
 

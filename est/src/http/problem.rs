@@ -14,6 +14,7 @@
 use super::reason::Reason;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::agent::AgentError;
 use std::borrow::Cow;
 
 /// RFC 9457 §6.1 media type of every problem body. The only place the string is written:
@@ -197,6 +198,13 @@ impl IntoResponse for Problem {
     }
 }
 
+/// An agent refusal as a problem: reason from the table, detail from the error's message.
+impl From<&AgentError> for Problem {
+    fn from(e: &AgentError) -> Self {
+        Problem::agent(Reason::from(e), e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +225,12 @@ mod tests {
         assert_eq!(v["status"], 401);
         assert_eq!(v["detail"], "who are you");
         assert!(v.get("reason").is_none());
+    }
+
+    #[test]
+    fn agent_refusals_of_a_well_formed_request_are_403() {
+        assert_eq!(Problem::from(&AgentError::Signature("ACR")).status(), StatusCode::FORBIDDEN);
+        assert_eq!(Problem::from(&AgentError::Nonce("used".into())).status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -2,10 +2,9 @@
 //! with its one HTTP status, and the one table from [`AgentError`] to a reason.
 //!
 //! The Identity Proxy, the owner gateway and the Identity Server all answer through
-//! [`Problem::agent`], so the same refusal (a bad ACR signature, a stale nonce, ...) gets the
+//! `Problem::agent`, so the same refusal (a bad ACR signature, a stale nonce, ...) gets the
 //! same status and the same `reason` wherever it is detected.
 
-use super::problem::Problem;
 use axum::http::StatusCode;
 use shared::agent::AgentError;
 
@@ -207,13 +206,6 @@ impl From<&AgentError> for Reason {
     }
 }
 
-/// An agent refusal as a problem: reason from the table, detail from the error's message.
-impl From<&AgentError> for Problem {
-    fn from(e: &AgentError) -> Self {
-        Problem::agent(Reason::from(e), e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,8 +272,5 @@ mod tests {
         for e in &cases {
             assert_eq!(Reason::from(e).as_str(), e.reason(), "{e:?}");
         }
-        // Refusals of a well-formed request are 403 wherever they are detected.
-        assert_eq!(Problem::from(&AgentError::Signature("ACR")).status(), StatusCode::FORBIDDEN);
-        assert_eq!(Problem::from(&AgentError::Nonce("used".into())).status(), StatusCode::FORBIDDEN);
     }
 }

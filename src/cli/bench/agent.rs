@@ -49,10 +49,12 @@ pub async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("brski-bench-agent-{}", std::process::id())), true),
     };
-    let alice = super::demo::owner_dir(&dir, "alice", super::demo::ALICE)?;
-    let gateway = super::demo::owner_dir(&dir, "gateway", super::demo::GATEWAY)?;
-    let options =
-        LabOptions { agent_policy: Some(super::demo::policy(&alice, &gateway)), ..LabOptions::default() };
+    let alice = crate::cli::demo::owner_dir(&dir, "alice", crate::cli::demo::ALICE)?;
+    let gateway = crate::cli::demo::owner_dir(&dir, "gateway", crate::cli::demo::GATEWAY)?;
+    let options = LabOptions {
+        agent_policy: Some(crate::cli::demo::policy(&alice, &gateway)),
+        ..LabOptions::default()
+    };
     let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
     let (cfg, id) = lab.pledge("bench-proxy", Format::Cms).await.map_err(anyhow::Error::msg)?;
     pledge::bootstrap(&cfg, &id).await?;
@@ -109,7 +111,7 @@ pub async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
     let failures = failures.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
-    println!("{}", super::bench::summary("credentials", &mut lat, elapsed, failures.len()));
+    println!("{}", super::report::summary("credentials", &mut lat, elapsed, failures.len()));
     if let Some(first) = failures.first() {
         eprintln!("first failure: {first}");
         return Ok(ExitCode::FAILURE);
@@ -122,7 +124,7 @@ fn spec(id: &str, model1: bool) -> CredentialSpec {
         id: Some(id.to_string()),
         formats: vec!["x509".into(), "wit".into()],
         ttl: 3600,
-        owner: model1.then(|| super::demo::ALICE.to_string()),
+        owner: model1.then(|| crate::cli::demo::ALICE.to_string()),
         model: if model1 { Model::AgentMediated } else { Model::None },
     }
 }
@@ -134,7 +136,7 @@ fn prepare(count: usize, model1: bool, aud: &str, alice: &std::path::Path) -> an
     (0..count)
         .map(|i| {
             let key = SoftwareKey::generate(Algorithm::Es256)?;
-            let id = format!("wimse://{}/agent/bench-{i:06}", super::demo::TRUST_DOMAIN);
+            let id = format!("wimse://{}/agent/bench-{i:06}", crate::cli::demo::TRUST_DOMAIN);
             let (acr, oa) = if model1 {
                 let acr = build_acr(&key, aud, None, spec(&id, true), 600)?;
                 let now = shared::agent::jwt::unix_now();

@@ -1,7 +1,7 @@
 //! `brski registrar agent grants|revoke`: owner grants and revocation of agents, owners and
 //! grants. Works on the store while the server runs; renewals of what was revoked are refused.
 
-use super::registrar::Where;
+use super::Where;
 use clap::{Args, Subcommand};
 use registrar::agent::grants::{self, RevokeTarget};
 use registrar::init::open_store;

@@ -1,15 +1,18 @@
 //! `brski registrar init|serve|list|approve|deny`: the BRSKI registrar and domain EST CA.
 
+mod agent;
+mod target;
+
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use registrar::announce::{self, Announcement};
-use registrar::config::CONFIG_FILE;
 use registrar::init::{init, open, open_store, InitOptions};
 use registrar::pledges;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+pub use target::Where;
 
 #[derive(Debug, Subcommand)]
 pub enum RegistrarCommand {
@@ -25,7 +28,7 @@ pub enum RegistrarCommand {
     Deny(Decide),
     /// Agent issuance administration: owner grants and revocation.
     #[command(subcommand)]
-    Agent(super::registrar_agent::AgentCommand),
+    Agent(agent::AgentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -63,28 +66,6 @@ fn parse_manufacturer(s: &str) -> Result<(String, PathBuf), String> {
     Ok((n.to_string(), PathBuf::from(f)))
 }
 
-/// Which registrar: a config file, or a state directory holding registrar.toml.
-#[derive(Debug, Args)]
-pub struct Where {
-    /// Configuration file.
-    #[arg(long, conflicts_with = "state")]
-    config: Option<PathBuf>,
-    /// State directory (uses its registrar.toml).
-    #[arg(long)]
-    state: Option<PathBuf>,
-}
-
-impl Where {
-    /// The registrar.toml this names.
-    pub(super) fn path(&self) -> anyhow::Result<PathBuf> {
-        match (&self.config, &self.state) {
-            (Some(c), _) => Ok(c.clone()),
-            (None, Some(s)) => Ok(s.join(CONFIG_FILE)),
-            _ => anyhow::bail!("give --config FILE or --state DIR"),
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -116,7 +97,7 @@ pub fn run(cmd: RegistrarCommand) -> anyhow::Result<ExitCode> {
             RegistrarCommand::List(w) => list(w).await,
             RegistrarCommand::Approve(d) => decide(d, true).await,
             RegistrarCommand::Deny(d) => decide(d, false).await,
-            RegistrarCommand::Agent(c) => super::registrar_agent::run(c).await,
+            RegistrarCommand::Agent(c) => agent::run(c).await,
         }
     })
 }

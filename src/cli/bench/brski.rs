@@ -116,7 +116,7 @@ fn pledge_dir(a: &BrskiBenchArgs) -> (Option<PathBuf>, bool) {
 }
 
 fn report(lat: &mut [Duration], failures: &[String], elapsed: Duration) -> anyhow::Result<ExitCode> {
-    println!("{}", super::bench::summary("bootstraps", lat, elapsed, failures.len()));
+    println!("{}", super::report::summary("bootstraps", lat, elapsed, failures.len()));
     if let Some(first) = failures.first() {
         eprintln!("first failure: {first}");
         return Ok(ExitCode::FAILURE);

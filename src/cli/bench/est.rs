@@ -2,9 +2,10 @@
 //! starts; workers enroll over kept-alive connections or a new TLS connection per enrollment,
 //! and the run reports enrollments per second and latency percentiles.
 
-use super::est::{client, CommonArgs};
+use super::report::summary;
+use crate::cli::est::{client, CommonArgs};
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
+use clap::Args;
 use est::client::{Enrollment, EstClient};
 use shared::keys::{Algorithm, SoftwareKey};
 use shared::pki;
@@ -13,16 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Enrollment load against an EST server (simpleenroll).
-    Est(EstBenchArgs),
-    /// Full BRSKI bootstraps (voucher + EST) against an in-process MASA and registrar.
-    Brski(super::bench_brski::BrskiBenchArgs),
-    /// Agent credentials through the Identity Proxy (model none or model 1).
-    Agent(super::bench_agent::AgentBenchArgs),
-}
-
+// `brski bench est`: what to load and how hard (the help text is the variant's doc).
 #[derive(Debug, Args)]
 pub struct EstBenchArgs {
     #[command(flatten)]
@@ -38,15 +30,6 @@ pub struct EstBenchArgs {
     new_connection: bool,
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cmd {
-        BenchCommand::Est(a) => rt.block_on(bench_est(a)),
-        BenchCommand::Brski(a) => rt.block_on(super::bench_brski::bench(a)),
-        BenchCommand::Agent(a) => rt.block_on(super::bench_agent::bench(a)),
-    }
-}
-
 /// Shared state of one run.
 struct Run {
     client: EstClient,
@@ -58,7 +41,7 @@ struct Run {
     new_connection: bool,
 }
 
-async fn bench_est(a: EstBenchArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn bench_est(a: EstBenchArgs) -> anyhow::Result<ExitCode> {
     if a.count == 0 || a.concurrency == 0 {
         bail!("--count and --concurrency must be positive");
     }
@@ -133,21 +116,4 @@ fn report(run: &Run, elapsed: Duration) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One line: how many `noun` succeeded in `elapsed`, the rate, p50/p99/max latency, failures.
-pub(super) fn summary(noun: &str, lat: &mut [Duration], elapsed: Duration, failures: usize) -> String {
-    lat.sort();
-    let ok = lat.len();
-    let pct =
-        |p: f64| lat.get(((ok as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    format!(
-        "{ok} {noun} in {:.2}s: {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failures} failed",
-        elapsed.as_secs_f64(),
-        ok as f64 / elapsed.as_secs_f64(),
-        ms(pct(0.50)),
-        ms(pct(0.99)),
-        ms(lat.last().copied().unwrap_or_default())
-    )
 }

@@ -6,11 +6,10 @@
 use crate::audit::{judge, Verdict};
 use crate::config::{Approval, AuditLogPolicy};
 use crate::error::RegistrarError;
-use crate::masa as masa_link;
 use crate::pledges::{self, PledgeRecord, PledgeState};
 use crate::pvr::{check_pvr, CheckedPvr, PvrContext};
 use crate::rvr::sign_registrar_request;
-use crate::server::Registrar;
+use crate::state::Registrar;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -99,7 +98,7 @@ async fn voucher_flow(
     let rvr = sign_registrar_request(&pvr, reg.key().as_ref(), reg.chain())?;
     let m = &reg.config().manufacturers[pvr.manufacturer];
     let accept = if accept.is_empty() { vec![pvr.format] } else { accept };
-    let result = masa_link::request_voucher(reg, m, &pvr.idevid, &rvr, pvr.format, &accept).await;
+    let result = reg.masa().request_voucher(m, &pvr.idevid, &rvr, pvr.format, &accept).await;
     let voucher = match result {
         Ok(v) => v,
         Err(e) => {
@@ -246,7 +245,7 @@ async fn check_audit_log(reg: &Registrar, record: &mut PledgeRecord, idevid: &Ce
     let (Ok(rvr), Some(format)) = (shared::b64::decode_lenient(rvr), Format::from_name(fmt)) else { return };
     let m = reg.config().manufacturers.iter().find(|m| Some(&m.name) == record.manufacturer.as_ref());
     let Some(m) = m else { return };
-    let verdict = match masa_link::request_audit_log(reg, m, idevid, &rvr, format).await {
+    let verdict = match reg.masa().request_audit_log(m, idevid, &rvr, format).await {
         Ok(log) => judge(&log, reg.own_domain_ids(), record.last_nonce.as_deref()),
         Err(e) => Verdict::Violation(format!("the audit log could not be fetched: {e}")),
     };

@@ -3,7 +3,7 @@
 //! commented `registrar.toml`, and the store.
 
 use crate::config::{RegistrarFile, CONFIG_FILE};
-use crate::server::Registrar;
+use crate::state::Registrar;
 use shared::brski::ID_KP_CMC_RA;
 use shared::keys::{generate_key_file, load_signer, redact_pin, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};

@@ -32,8 +32,9 @@ pub mod pledges;
 pub mod pvr;
 pub mod rvr;
 pub mod server;
+mod state;
 
 pub use config::{Approval, AuditLogPolicy, Manufacturer, MdnsConfig, RegistrarConfig};
 pub use error::RegistrarError;
 pub use pledges::{PledgeRecord, PledgeState};
-pub use server::Registrar;
+pub use state::Registrar;

@@ -4,7 +4,7 @@
 
 use super::error::Refusal;
 use super::service::AgentService;
-use crate::server::Registrar;
+use crate::state::Registrar;
 use est::http::Reason;
 use est::server::ConnectionInfo;
 use shared::b64;

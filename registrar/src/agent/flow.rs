@@ -10,7 +10,7 @@ use super::error::Refusal;
 use super::grants::{self, Grant};
 use super::issue::{Approved, OwnerBound};
 use super::service::AgentService;
-use crate::server::Registrar;
+use crate::state::Registrar;
 use est::http::Reason;
 use serde::Deserialize;
 use serde_json::Value;

@@ -7,7 +7,7 @@ use super::flow::{apply, check_oa, check_request, CredentialRequest, Next};
 use super::issue::{issue, Approved};
 use super::pending::{Entry, State};
 use super::service::AgentService;
-use crate::server::Registrar;
+use crate::state::Registrar;
 use axum::extract::{Path, Request, State as AxState};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

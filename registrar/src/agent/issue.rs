@@ -6,7 +6,7 @@ use super::caller::ProxyFacts;
 use super::error::Refusal;
 use super::grants::{self, Grant};
 use super::service::AgentService;
-use crate::server::Registrar;
+use crate::state::Registrar;
 use serde_json::{json, Value};
 use shared::agent::binding::{
     generalized_time, owner_general_name, AgentOwnerBinding, BindingModel, APPROVAL_FORMAT_JWS,

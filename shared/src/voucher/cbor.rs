@@ -13,8 +13,9 @@ use time::OffsetDateTime;
 
 use super::error::VoucherError;
 use super::leaf::{Leaf, LeafReader, LeafWriter};
-use super::model::{Assertion, Extension, Kind, Voucher};
+use super::model::Voucher;
 use super::nonce::Nonce;
+use super::vocab::{Assertion, Extension, Kind};
 use super::{check_size, rfc3339, Strictness};
 
 /// CBOR tag for an absolute SID used as a map key (RFC 9254 §4.2.1).

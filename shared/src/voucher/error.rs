@@ -5,7 +5,7 @@
 
 use time::OffsetDateTime;
 
-use super::model::{Assertion, Kind};
+use super::vocab::{Assertion, Kind};
 
 /// Why voucher data could not be decoded, or why a decoded voucher was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

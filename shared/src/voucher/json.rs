@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 
 use super::error::VoucherError;
 use super::leaf::{Leaf, LeafReader, LeafWriter};
-use super::model::{Assertion, Extension, Kind, Voucher, LEGACY_PRM_JSON_KEY};
+use super::model::Voucher;
 use super::nonce::Nonce;
+use super::vocab::{Assertion, Extension, Kind, LEGACY_PRM_JSON_KEY};
 use super::{check_size, jsontree, rfc3339, Strictness};
 
 /// Member-name prefix of rfc8366bis extension sub-objects (`"extension:<module-name>"`).

@@ -5,8 +5,8 @@
 use time::OffsetDateTime;
 
 use super::error::VoucherError;
-use super::model::{Assertion, Extension, Kind};
 use super::nonce::Nonce;
+use super::vocab::{Assertion, Extension, Kind};
 
 /// Every leaf of both modules. The first fifteen are the `ietf-voucher` leaves (which the
 /// request module reuses); the rest exist only in `ietf-voucher-request`.

@@ -19,14 +19,16 @@ mod model;
 mod nonce;
 mod rfc3339;
 mod validate;
+mod vocab;
 
 pub use cbor::{from_cbor, to_cbor};
 pub use error::VoucherError;
 pub use json::{from_json, to_json};
 pub use leaf::Leaf;
-pub use model::{Assertion, Extension, Kind, Voucher, LEGACY_PRM_JSON_KEY};
+pub use model::Voucher;
 pub use nonce::Nonce;
 pub use validate::{check_request, check_voucher, pin, Expectations, Pin};
+pub use vocab::{Assertion, Extension, Kind, LEGACY_PRM_JSON_KEY};
 
 /// Largest payload the decoders accept (64 KiB): a voucher with a certificate chain is a few
 /// KiB; anything far larger is refused before parsing.

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 
 use super::error::VoucherError;
 use super::keyid;
-use super::model::{Assertion, Kind, Voucher};
+use super::model::Voucher;
 use super::nonce::Nonce;
+use super::vocab::{Assertion, Kind};
 
 /// What the pledge knows and requires when it checks a voucher.
 #[derive(Debug, Clone, Default)]

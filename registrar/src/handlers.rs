@@ -30,7 +30,7 @@ const NONCE_MEMORY: time::Duration = time::Duration::days(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// POST /.well-known/brski/requestvoucher.
-pub async fn request_voucher(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
+pub(crate) async fn request_voucher(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
     let conn = connection(&req);
     let remote = conn.remote;
     let chain = client_chain(&conn);
@@ -194,7 +194,7 @@ fn voucher_record(pvr: &CheckedPvr, bytes: &[u8]) -> VoucherRecord {
 
 /// POST /.well-known/brski/voucher_status: records the report; on success checks the MASA
 /// audit log as the policy says.
-pub async fn voucher_status(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
+pub(crate) async fn voucher_status(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
     let chain = client_chain(&connection(&req));
     let serial = chain.first().and_then(pki::serial_number).unwrap_or_else(|| "unknown".into());
     match voucher_status_flow(&reg, &chain, req).await {
@@ -265,7 +265,7 @@ async fn check_audit_log(reg: &Registrar, record: &mut PledgeRecord, idevid: &Ce
 
 /// POST /.well-known/brski/enrollstatus: records the report and which certificate it came
 /// with (RFC 8995 §5.9.4: the registrar logs whether it came with a matching client cert).
-pub async fn enroll_status(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
+pub(crate) async fn enroll_status(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
     let chain = client_chain(&connection(&req));
     let serial = chain.first().and_then(pki::serial_number).unwrap_or_else(|| "unknown".into());
     match enroll_status_flow(&reg, &chain, req).await {

@@ -9,6 +9,8 @@
 //!   certificate).
 //!
 //! Run: `cargo bench -p shared --bench pki` (add `-- --quick` for a short run).
+// criterion_group! defines an undocumented `pub fn benches`.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shared::keys::{Algorithm, SoftwareKey};

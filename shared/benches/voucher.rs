@@ -10,6 +10,8 @@
 //!   (`Signed::verify`).
 //!
 //! Run: `cargo bench -p shared --bench voucher` (add `-- --quick` for a short run).
+// criterion_group! defines an undocumented `pub fn benches`.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use der::Encode;

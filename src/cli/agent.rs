@@ -21,7 +21,7 @@ use std::time::Duration;
 const SOCKET_ENV: &str = "BRSKI_AGENT_SOCKET";
 
 #[derive(Debug, Subcommand)]
-pub enum AgentCommand {
+pub(super) enum AgentCommand {
     /// Get an agent credential (X.509 certificate and/or WIT) from the local Identity Proxy.
     #[command(after_help = REQUEST_EXAMPLES)]
     Request(RequestArgs),
@@ -38,7 +38,7 @@ Model 1 (the owner signs offline):
   brski agent request --socket ... --acr acr.jws --oa oa.jws --key ./id/agent.key --out ./id";
 
 #[derive(Debug, Args)]
-pub struct RequestArgs {
+pub(super) struct RequestArgs {
     /// The Agent API socket (default: $BRSKI_AGENT_SOCKET).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -99,7 +99,7 @@ pub struct RequestArgs {
 }
 
 /// Runs an agent command.
-pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Request(a) => tokio::runtime::Runtime::new()?.block_on(request(a)),
     }

@@ -30,7 +30,7 @@ pub(super) const ALICE: &str = "mailto:alice@campus.example";
 pub(super) const GATEWAY: &str = "https://gateway.research.campus.example";
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(super) struct DemoArgs {
     /// State directory (default: `brski-demo` in the system temporary directory). A second run
     /// reuses it: same CAs and keys, a new pledge.
     #[arg(long)]
@@ -43,7 +43,7 @@ pub struct DemoArgs {
     keep_running: bool,
 }
 
-pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = a.state.clone().unwrap_or_else(|| std::env::temp_dir().join("brski-demo"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

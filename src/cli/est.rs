@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use x509_cert::Certificate;
 
 #[derive(Debug, Subcommand)]
-pub enum EstCommand {
+pub(super) enum EstCommand {
     /// Fetch the CA certificates (GET /cacerts) and write them as PEM.
     Cacerts(CacertsArgs),
     /// Show the CSR attributes the server asks for (GET /csrattrs).
@@ -38,7 +38,7 @@ pub enum EstCommand {
 
 /// `brski est init`.
 #[derive(Debug, clap::Args)]
-pub struct EstInitArgs {
+pub(super) struct EstInitArgs {
     /// Directory for est.toml and the server's state (created).
     #[arg(long)]
     dir: std::path::PathBuf,
@@ -55,7 +55,7 @@ pub struct EstInitArgs {
 
 /// Server, trust and authentication options shared by every EST command.
 #[derive(Debug, Args)]
-pub struct CommonArgs {
+pub(super) struct CommonArgs {
     /// EST server, e.g. https://est.example.com:8443
     #[arg(long)]
     server: String,
@@ -93,7 +93,7 @@ pub struct CommonArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CacertsArgs {
+pub(super) struct CacertsArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// Write the certificates here (PEM); default stdout.
@@ -106,7 +106,7 @@ pub struct CacertsArgs {
 
 /// How a new request is made: key type, channel binding, patience with 202 answers.
 #[derive(Debug, Args)]
-pub struct RequestOptions {
+pub(super) struct RequestOptions {
     /// Key type for a new key: p256 (default), p384, ed25519.
     #[arg(long, default_value = "p256")]
     key_type: String,
@@ -126,7 +126,7 @@ impl RequestOptions {
 }
 
 #[derive(Debug, Args)]
-pub struct EnrollArgs {
+pub(super) struct EnrollArgs {
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
@@ -143,7 +143,7 @@ pub struct EnrollArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServerkeygenArgs {
+pub(super) struct ServerkeygenArgs {
     #[command(flatten)]
     enroll: EnrollArgs,
     /// Have the server return the key encrypted to the key of the TLS client certificate
@@ -155,7 +155,7 @@ pub struct ServerkeygenArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ReenrollArgs {
+pub(super) struct ReenrollArgs {
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
@@ -168,7 +168,7 @@ pub struct ReenrollArgs {
     out_dir: PathBuf,
 }
 
-pub fn run(cmd: EstCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: EstCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         match cmd {
@@ -203,7 +203,7 @@ fn parse_fingerprint(s: &str) -> anyhow::Result<[u8; 32]> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("a SHA-256 fingerprint has 32 bytes (64 hex digits)"))
 }
 
-pub fn client(
+pub(super) fn client(
     c: &CommonArgs,
     identity: Option<(Vec<Certificate>, Arc<dyn Signer>)>,
 ) -> anyhow::Result<EstClient> {

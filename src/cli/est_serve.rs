@@ -22,7 +22,7 @@ use x509_cert::Certificate;
 const DAY: Duration = Duration::from_secs(86400);
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Configuration file (TOML; see est/est-serve.example.toml).
     #[arg(long, conflicts_with_all = ["dev", "state", "user", "password", "require_binding"])]
     config: Option<PathBuf>,
@@ -47,7 +47,7 @@ pub struct ServeArgs {
 }
 
 /// Runs the server until the process is stopped.
-pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     match (&a.config, &a.state) {
         (Some(path), _) => serve_config(path).await,
         (None, Some(state)) if a.dev => serve_dev(&a, state).await,

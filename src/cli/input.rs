@@ -7,7 +7,7 @@ use std::io::Read;
 const MAX_INPUT: u64 = 1024 * 1024;
 
 /// Reads `path`, or stdin when it is `-`, refusing more than 1 MiB.
-pub fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     if path == "-" {
         std::io::stdin().lock().take(MAX_INPUT + 1).read_to_end(&mut buf).context("reading stdin")?;
@@ -25,13 +25,13 @@ pub fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Reads a PEM file holding one or more certificates.
-pub fn read_certs(path: &str) -> anyhow::Result<Vec<x509_cert::Certificate>> {
+pub(super) fn read_certs(path: &str) -> anyhow::Result<Vec<x509_cert::Certificate>> {
     let pem = read_input(path)?;
     shared::pki::certs_from_pem(&pem).with_context(|| format!("{path}: no usable certificate"))
 }
 
 /// Parses an RFC 3339 time given on the command line.
-pub fn parse_time(s: &str) -> anyhow::Result<time::OffsetDateTime> {
+pub(super) fn parse_time(s: &str) -> anyhow::Result<time::OffsetDateTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("'{s}' is not an RFC 3339 time such as 2021-04-14T00:00:00Z"))
 }

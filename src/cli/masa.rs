@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// The `brski masa` verbs.
 #[derive(Debug, Subcommand)]
-pub enum MasaCommand {
+pub(super) enum MasaCommand {
     /// Create a MASA state directory: manufacturer CA, voucher-signing key and certificate, TLS
     /// certificate, masa.toml (commented) and masa.db. Refuses to overwrite an existing one.
     Init(InitArgs),
@@ -32,7 +32,7 @@ pub enum MasaCommand {
 
 /// `brski masa init`.
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// State directory to create.
     #[arg(long)]
     state: PathBuf,
@@ -54,7 +54,7 @@ pub struct InitArgs {
 /// `brski masa idevid`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["serial", "count"])))]
-pub struct IdevidArgs {
+pub(super) struct IdevidArgs {
     /// MASA state directory.
     #[arg(long)]
     state: PathBuf,
@@ -80,7 +80,7 @@ pub struct IdevidArgs {
 /// `brski masa claim`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("owner").required(true).args(["domain_ca", "pubk_sha256"])))]
-pub struct ClaimArgs {
+pub(super) struct ClaimArgs {
     /// MASA state directory.
     #[arg(long)]
     state: PathBuf,
@@ -100,7 +100,7 @@ pub struct ClaimArgs {
 
 /// `brski masa serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// MASA state directory (holding masa.toml).
     #[arg(long, required_unless_present = "config", conflicts_with = "config")]
     state: Option<PathBuf>,
@@ -120,7 +120,7 @@ pub struct ServeArgs {
 }
 
 /// Runs a `brski masa` verb.
-pub fn run(cmd: MasaCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: MasaCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         match cmd {

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 /// (Identity Server), pledge (Identity Proxy), agents, owners and tools.
 #[derive(Debug, Parser)]
 #[command(name = "brski", version, propagate_version = true, after_help = EXAMPLES)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log as JSON lines instead of human-readable text (same as `--log-format json`).
     #[arg(long, global = true)]
     pub log_json: bool,
@@ -83,7 +83,7 @@ enum Command {
 }
 
 /// Runs the parsed command and returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Voucher(c) => voucher::run(c),
@@ -100,7 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Sets up `tracing`: human-readable by default, JSON with `--log-json`; level from `-v` or
 /// `RUST_LOG`. Logs go to stderr so command output on stdout stays clean.
-pub fn init_logging(json: bool, verbose: u8) {
+pub(crate) fn init_logging(json: bool, verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",

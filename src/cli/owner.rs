@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
-pub enum OwnerCommand {
+pub(super) enum OwnerCommand {
     /// Create an owner directory: owner.key (0600) or an existing key (--key URI), a
     /// self-signed owner.pem with the owner id as URI SAN, owner-public.pem and owner.toml;
     /// print the [[owner]] policy entry.
@@ -33,7 +33,7 @@ pub enum OwnerCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// Owner directory (created).
     #[arg(long)]
     dir: PathBuf,
@@ -74,7 +74,7 @@ fn parse_alg(s: &str) -> Result<Algorithm, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct SignArgs {
+pub(super) struct SignArgs {
     /// Owner directory.
     #[arg(long)]
     dir: PathBuf,
@@ -102,7 +102,7 @@ pub struct SignArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RespondArgs {
+pub(super) struct RespondArgs {
     /// Owner directory.
     #[arg(long)]
     dir: PathBuf,
@@ -136,7 +136,7 @@ pub struct RespondArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum GatewayCommand {
+pub(super) enum GatewayCommand {
     /// Serve the gateway (mTLS for proxies' LDevIDs).
     Serve(ServeArgs),
     /// List requests waiting for a decision.
@@ -148,7 +148,7 @@ pub enum GatewayCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Owner directory (the gateway's identity and [gateway] rules).
     #[arg(long)]
     dir: PathBuf,
@@ -181,14 +181,14 @@ fn parse_rate(s: &str) -> Result<u32, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct DirArgs {
+pub(super) struct DirArgs {
     /// Owner directory.
     #[arg(long)]
     dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct DecideArgs {
+pub(super) struct DecideArgs {
     /// Owner directory.
     #[arg(long)]
     dir: PathBuf,
@@ -197,7 +197,7 @@ pub struct DecideArgs {
 }
 
 /// Runs an owner command.
-pub fn run(cmd: OwnerCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: OwnerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         OwnerCommand::Init(a) => run_init(a),
         OwnerCommand::Sign(a) => run_sign(a),

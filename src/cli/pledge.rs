@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Debug, Subcommand)]
-pub enum PledgeCommand {
+pub(super) enum PledgeCommand {
     /// Write a commented pledge.toml into the state directory (next to the IDevID files that
     /// `brski masa idevid` wrote); `bootstrap` reads it, flags override its keys.
     Init(InitArgs),
@@ -24,7 +24,7 @@ pub enum PledgeCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// State directory (holding idevid.key, idevid.pem, manufacturer-ca.pem).
     #[arg(long)]
     state: PathBuf,
@@ -37,7 +37,7 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BootstrapArgs {
+pub(super) struct BootstrapArgs {
     /// State directory: idevid.key, idevid.pem, manufacturer-ca.pem (as `brski masa idevid`
     /// writes them); the LDevID, domain anchors and voucher are written here. Its pledge.toml,
     /// if any, is read (flags override it).
@@ -74,14 +74,14 @@ pub struct BootstrapArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     /// State directory.
     #[arg(long)]
     state: PathBuf,
 }
 
 /// Runs a pledge command.
-pub fn run(cmd: PledgeCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: PledgeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PledgeCommand::Init(a) => init(a),
         PledgeCommand::Bootstrap(a) => tokio::runtime::Runtime::new()?.block_on(run_bootstrap(a)),

@@ -17,7 +17,7 @@ use std::time::Duration;
   brski pledge serve --state /var/lib/brski/pledge -v
   brski pledge serve --state /var/lib/brski/pledge --socket /run/brski/agent.sock --socket-group agents
 Agents then run: brski agent request --socket /run/brski/agent.sock --id wimse://<trust-domain>/agent/<name>")]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// State directory of a bootstrapped pledge (ldevid.key, ldevid.pem, domain-ca.pem,
     /// pledge-status.json; idevid.* to bootstrap again if the LDevID expires).
     #[arg(long)]
@@ -58,7 +58,7 @@ fn parse_pin(s: &str) -> Result<[u8; 32], String> {
 }
 
 /// Runs the proxy until interrupted (Ctrl-C or SIGTERM).
-pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     tokio::runtime::Runtime::new()?.block_on(serve(a))
 }
 

@@ -18,7 +18,7 @@ use shared::Verified;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
-pub enum VerifyCommand {
+pub(super) enum VerifyCommand {
     /// Verify an X.509 agent certificate (PEM: the certificate, then any intermediates).
     #[command(after_help = "Example:\n  brski verify agent-cert agent.pem --ca ca.pem \
                             --owner-anchor mailto:alice@example.com=alice.pub.pem")]
@@ -29,7 +29,7 @@ pub enum VerifyCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// The credential file (`-` for stdin).
     file: String,
     /// The trust domain's CA certificates (PEM; repeatable).
@@ -55,7 +55,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs a verify command.
-pub fn run(cmd: VerifyCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: VerifyCommand) -> anyhow::Result<ExitCode> {
     let (wit, a) = match cmd {
         VerifyCommand::AgentCert(a) => (false, a),
         VerifyCommand::Wit(a) => (true, a),

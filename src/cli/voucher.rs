@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
-pub enum VoucherCommand {
+pub(super) enum VoucherCommand {
     /// Print the format, carried certificates and fields (nothing is verified).
     Inspect(InspectArgs),
     /// Verify signature, signer chain and voucher rules; exit 0, or 1 with the reason.
@@ -20,7 +20,7 @@ pub enum VoucherCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(super) struct InspectArgs {
     /// File to read, or `-` for stdin.
     #[arg(default_value = "-")]
     input: String,
@@ -30,7 +30,7 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// File to read, or `-` for stdin.
     #[arg(default_value = "-")]
     input: String,
@@ -65,7 +65,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SignArgs {
+pub(super) struct SignArgs {
     /// Voucher or voucher-request JSON (`{"ietf-voucher:voucher": {...}}`), or `-`.
     #[arg(long = "in", default_value = "-")]
     input: String,
@@ -86,7 +86,7 @@ pub struct SignArgs {
     base64: bool,
 }
 
-pub fn run(cmd: VoucherCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: VoucherCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         VoucherCommand::Inspect(a) => inspect(a),
         VoucherCommand::Verify(a) => Ok(verify(a)),

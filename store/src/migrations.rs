@@ -18,7 +18,7 @@ use crate::{DbError, DbResult};
 
 /// One schema change.
 #[derive(Debug, Clone, Copy)]
-pub struct Migration {
+pub(crate) struct Migration {
     /// Version it brings the schema to; strictly increasing in the list.
     pub version: i64,
     /// Short name, recorded with the version and checked on every open.
@@ -122,10 +122,11 @@ CREATE TABLE settings (
 "#;
 
 /// All SQLite migrations, in order.
-pub static SQLITE_MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial", sql: V1_INITIAL }];
+pub(crate) static SQLITE_MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: V1_INITIAL }];
 
 /// The schema version this build brings a database to.
-pub fn latest_version() -> i64 {
+pub(crate) fn latest_version() -> i64 {
     SQLITE_MIGRATIONS.last().map_or(0, |m| m.version)
 }
 

@@ -15,13 +15,13 @@ use std::time::Duration;
 use x509_cert::Certificate;
 
 /// The device every lab mints and gives to its owner domain.
-pub const SERIAL: &str = "SN-0001";
+pub(crate) const SERIAL: &str = "SN-0001";
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
 /// id-kp-cmcRA.
 const CMC_RA: const_oid::ObjectIdentifier = shared::brski::ID_KP_CMC_RA;
 
 /// A domain: its CA and a registrar certificate and key issued by it.
-pub struct Domain {
+pub(crate) struct Domain {
     pub ca: CertificateAuthority,
     pub key: Arc<SoftwareKey>,
     pub registrar: Certificate,
@@ -30,7 +30,7 @@ pub struct Domain {
 impl Domain {
     /// A domain CA and a registrar with EKU cmcRA + serverAuth + clientAuth (`cmc_ra` false
     /// leaves cmcRA out).
-    pub fn new(name: &str, cmc_ra: bool) -> Domain {
+    pub(crate) fn new(name: &str, cmc_ra: bool) -> Domain {
         let ca_key = SoftwareKey::generate(Algorithm::Es256).unwrap();
         let ca_cert = create_ca(&format!("CN={name} CA,O={name}"), &ca_key, YEAR * 10, None).unwrap();
         let ca = CertificateAuthority::new(ca_cert, Box::new(ca_key)).unwrap();
@@ -47,18 +47,18 @@ impl Domain {
     }
 
     /// The domain CA certificate.
-    pub fn ca_cert(&self) -> Certificate {
+    pub(crate) fn ca_cert(&self) -> Certificate {
         self.ca.certificate().clone()
     }
 
     /// The registrar's signing chain: its certificate, then the domain CA.
-    pub fn chain(&self) -> Vec<Certificate> {
+    pub(crate) fn chain(&self) -> Vec<Certificate> {
         vec![self.registrar.clone(), self.ca_cert()]
     }
 }
 
 /// Issues a certificate for `key` from `ca`.
-pub fn issue_for(
+pub(crate) fn issue_for(
     ca: &CertificateAuthority,
     key: &dyn Signer,
     subject: &str,
@@ -70,7 +70,7 @@ pub fn issue_for(
 }
 
 /// A running MASA with one device, [`SERIAL`], owned by `owner`.
-pub struct Lab {
+pub(crate) struct Lab {
     pub dir: tempfile::TempDir,
     pub masa: Arc<Masa>,
     pub url: String,
@@ -86,7 +86,7 @@ impl Drop for Lab {
 }
 
 /// Starts a lab; `configure` adjusts the MASA's configuration before it serves.
-pub async fn start(configure: impl FnOnce(&mut MasaConfig)) -> Lab {
+pub(crate) async fn start(configure: impl FnOnce(&mut MasaConfig)) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = InitOptions::new("127.0.0.1:9443");
     opts.listen = "127.0.0.1:0".parse().unwrap();
@@ -104,14 +104,14 @@ pub async fn start(configure: impl FnOnce(&mut MasaConfig)) -> Lab {
 
 impl Lab {
     /// A client of this MASA presenting `domain`'s registrar certificate.
-    pub fn client(&self, domain: &Domain) -> MasaClient {
+    pub(crate) fn client(&self, domain: &Domain) -> MasaClient {
         let key: Arc<dyn Signer> = domain.key.clone();
         MasaClient::new(&self.url, vec![self.masa.manufacturer_ca().clone()], Some((domain.chain(), key)))
             .unwrap()
     }
 
     /// The pledge's voucher-request, signed with the device's IDevID key.
-    pub fn pvr(&self, nonce: Option<&Nonce>, proximity: &Certificate, format: Format) -> Vec<u8> {
+    pub(crate) fn pvr(&self, nonce: Option<&Nonce>, proximity: &Certificate, format: Format) -> Vec<u8> {
         pvr_signed(
             &self.device.key,
             std::slice::from_ref(&self.device.idevid),
@@ -123,21 +123,21 @@ impl Lab {
     }
 
     /// The owner registrar's voucher-request for the device, carrying a PVR with `nonce`.
-    pub fn good_rvr(&self, nonce: &Nonce, format: Format) -> Vec<u8> {
+    pub(crate) fn good_rvr(&self, nonce: &Nonce, format: Format) -> Vec<u8> {
         let pvr = self.pvr(Some(nonce), &self.owner.registrar, format);
         let spec = RvrSpec::for_device(&self.device, Some(nonce.clone()), Some(pvr));
         rvr(&self.owner, &spec, format)
     }
 
     /// Verifies a voucher as the pledge does: with the manufacturer CA it holds.
-    pub fn verify_voucher(&self, bytes: &[u8]) -> Verified<Voucher> {
+    pub(crate) fn verify_voucher(&self, bytes: &[u8]) -> Verified<Voucher> {
         let anchor = std::fs::read(self.dir.path().join("device/manufacturer-ca.pem")).unwrap();
         let anchors = pki::certs_from_pem(&anchor).unwrap();
         SignedVoucher::parse(bytes).unwrap().verify(&Trust::now(anchors)).unwrap()
     }
 
     /// Whether the store's audit log holds a refusal with `status` whose reason contains `needle`.
-    pub async fn refusal_recorded(&self, action: &str, status: u16, needle: &str) -> bool {
+    pub(crate) async fn refusal_recorded(&self, action: &str, status: u16, needle: &str) -> bool {
         let records = self.masa.store().audit_events(None, 0, 10_000).await.unwrap();
         records.iter().any(|r| {
             r.event.action == action
@@ -148,7 +148,7 @@ impl Lab {
 }
 
 /// A PVR signed by `key` carrying `chain`.
-pub fn pvr_signed(
+pub(crate) fn pvr_signed(
     key: &dyn Signer,
     chain: &[Certificate],
     serial: &str,
@@ -166,7 +166,7 @@ pub fn pvr_signed(
 }
 
 /// The leaves of a registrar voucher-request.
-pub struct RvrSpec {
+pub(crate) struct RvrSpec {
     pub serial: String,
     pub nonce: Option<Nonce>,
     pub idevid_issuer: Option<Vec<u8>>,
@@ -175,7 +175,7 @@ pub struct RvrSpec {
 
 impl RvrSpec {
     /// The request a registrar makes for `device` (serial and idevid-issuer from its IDevID).
-    pub fn for_device(device: &MintedDevice, nonce: Option<Nonce>, pvr: Option<Vec<u8>>) -> RvrSpec {
+    pub(crate) fn for_device(device: &MintedDevice, nonce: Option<Nonce>, pvr: Option<Vec<u8>>) -> RvrSpec {
         RvrSpec {
             serial: pki::serial_number(&device.idevid).unwrap(),
             nonce,
@@ -186,12 +186,12 @@ impl RvrSpec {
 }
 
 /// An RVR signed by `domain`'s registrar with chain [registrar, domain CA].
-pub fn rvr(domain: &Domain, spec: &RvrSpec, format: Format) -> Vec<u8> {
+pub(crate) fn rvr(domain: &Domain, spec: &RvrSpec, format: Format) -> Vec<u8> {
     rvr_signed(domain.key.as_ref(), &domain.chain(), spec, format)
 }
 
 /// An RVR signed by `key` carrying `chain`.
-pub fn rvr_signed(key: &dyn Signer, chain: &[Certificate], spec: &RvrSpec, format: Format) -> Vec<u8> {
+pub(crate) fn rvr_signed(key: &dyn Signer, chain: &[Certificate], spec: &RvrSpec, format: Format) -> Vec<u8> {
     let mut v = Voucher::new(Kind::Request);
     v.assertion = spec.pvr.as_ref().map(|_| Assertion::Proximity);
     v.created_on = Some(time::OffsetDateTime::now_utc());
@@ -203,7 +203,7 @@ pub fn rvr_signed(key: &dyn Signer, chain: &[Certificate], spec: &RvrSpec, forma
 }
 
 /// A fresh random nonce.
-pub fn nonce() -> Nonce {
+pub(crate) fn nonce() -> Nonce {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).unwrap();
     Nonce::from_bytes(&b)

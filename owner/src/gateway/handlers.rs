@@ -20,14 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest request body.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(super) const MAX_BODY: usize = 64 * 1024;
 /// Longest wait for a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retry-After of a pending answer and of a full queue.
 const RETRY_AFTER_SECS: u64 = 1;
 
 /// The routes.
-pub fn routes(gw: Arc<Gateway>) -> Router {
+pub(super) fn routes(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(CREDENTIALS_PATH, post(create))
         .route(&format!("{CREDENTIALS_PATH}/{{id}}"), get(poll))

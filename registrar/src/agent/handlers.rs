@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest request body.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(super) const MAX_BODY: usize = 64 * 1024;
 /// Retry-After for pending requests.
-pub const RETRY_AFTER_SECS: u64 = 1;
+pub(super) const RETRY_AFTER_SECS: u64 = 1;
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The agent routes (only mounted when the registrar has an agent policy).
@@ -68,7 +68,7 @@ fn answer_of(reg: &Registrar, r: Result<Response, Refusal>, what: &str) -> Respo
 }
 
 /// Most nonces one `GET /agent/v1/nonce?count=N` hands out (a proxy keeps a few ready).
-pub const MAX_NONCE_BATCH: usize = 32;
+pub(super) const MAX_NONCE_BATCH: usize = 32;
 
 async fn nonce(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response {
     let c = conn(&req);

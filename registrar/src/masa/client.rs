@@ -27,7 +27,7 @@ fn voucher_format_of(content_type: &str) -> Option<Format> {
 }
 
 /// Default per-step timeout (connect, handshake, request).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Idle connections a client keeps for reuse; more are closed after their exchange.
 const MAX_IDLE: usize = 16;

@@ -222,11 +222,17 @@ fn sorted(value: &Value) -> Value {
 
 /// One audit row exactly as stored (texts as written), the input to the hash.
 pub struct AuditRowText<'a> {
+    /// Sequence number (1, 2, ...).
     pub seq: u64,
+    /// The event time as stored ([`format_time`]).
     pub at: &'a str,
+    /// Who acted.
     pub actor: &'a str,
+    /// What was done.
     pub action: &'a str,
+    /// Whom or what it concerns (e.g. a serial number).
     pub subject: &'a str,
+    /// The detail as canonical JSON text ([`canonical_json`]).
     pub detail: &'a str,
 }
 

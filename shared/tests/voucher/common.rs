@@ -5,7 +5,7 @@ use base64::Engine;
 use shared::voucher::{from_cbor, from_json, Strictness, Voucher};
 
 /// Bytes of `tests/data/<path>`.
-pub fn data(path: &str) -> Vec<u8> {
+pub(crate) fn data(path: &str) -> Vec<u8> {
     // Test data lives in testdata/vectors; these short names map onto its folders.
     let (dir, file) = path.split_once('/').expect("dir/file");
     let dir = match dir {
@@ -22,13 +22,13 @@ pub fn data(path: &str) -> Vec<u8> {
 }
 
 /// A hex dump file (line-wrapped) as bytes.
-pub fn hex_file(path: &str) -> Vec<u8> {
+pub(crate) fn hex_file(path: &str) -> Vec<u8> {
     let text: String = String::from_utf8(data(path)).expect("hex file is text").split_whitespace().collect();
     hex::decode(text).expect("valid hex")
 }
 
 /// The DER of the first PEM block of a file.
-pub fn pem_der(path: &str) -> Vec<u8> {
+pub(crate) fn pem_der(path: &str) -> Vec<u8> {
     let text = String::from_utf8(data(path)).expect("PEM is text");
     let body: String = text
         .lines()
@@ -40,24 +40,24 @@ pub fn pem_der(path: &str) -> Vec<u8> {
 }
 
 /// Serializes a hand-built CBOR value.
-pub fn cbor(value: &ciborium::value::Value) -> Vec<u8> {
+pub(crate) fn cbor(value: &ciborium::value::Value) -> Vec<u8> {
     let mut buf = Vec::new();
     ciborium::ser::into_writer(value, &mut buf).expect("serialize");
     buf
 }
 
 /// Strictly decodes a JSON vector.
-pub fn json_vector(path: &str) -> Voucher {
+pub(crate) fn json_vector(path: &str) -> Voucher {
     from_json(&data(path), Strictness::Strict).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Strictly decodes a CBOR hex vector.
-pub fn cbor_vector(path: &str) -> Voucher {
+pub(crate) fn cbor_vector(path: &str) -> Voucher {
     from_cbor(&hex_file(path), Strictness::Strict).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Every unsigned JSON payload among the vectors.
-pub const JSON_VECTORS: &[&str] = &[
+pub(crate) const JSON_VECTORS: &[&str] = &[
     "rfc8995/pledge-voucher-request.json",
     "rfc8995/registrar-voucher-request.json",
     "rfc8995/voucher.json",
@@ -84,5 +84,5 @@ pub const JSON_VECTORS: &[&str] = &[
 ];
 
 /// Every unsigned CBOR payload among the vectors (cBRSKI).
-pub const CBOR_VECTORS: &[&str] =
+pub(crate) const CBOR_VECTORS: &[&str] =
     &["cbrski/pvr-nonsigned.hex", "cbrski/rvr-nonsigned.hex", "cbrski/voucher-nonsigned.hex"];

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
-pub struct AgentBenchArgs {
+pub(crate) struct AgentBenchArgs {
     /// Concurrent agents.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -41,7 +41,7 @@ struct Job {
 }
 
 /// Runs the benchmark.
-pub async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
     if a.count == 0 || a.concurrency == 0 {
         bail!("--count and --concurrency must be positive");
     }

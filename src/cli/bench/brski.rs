@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
-pub struct BrskiBenchArgs {
+pub(crate) struct BrskiBenchArgs {
     /// Concurrent pledges.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -36,7 +36,7 @@ pub struct BrskiBenchArgs {
 }
 
 /// Runs the benchmark.
-pub async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn bench(a: BrskiBenchArgs) -> anyhow::Result<ExitCode> {
     if a.count == 0 || a.concurrency == 0 {
         bail!("--count and --concurrency must be positive");
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 // `brski bench est`: what to load and how hard (the help text is the variant's doc).
 #[derive(Debug, Args)]
-pub struct EstBenchArgs {
+pub(crate) struct EstBenchArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// Concurrent workers.

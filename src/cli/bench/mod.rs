@@ -15,7 +15,7 @@ use clap::Subcommand;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(super) enum BenchCommand {
     /// Enrollment load against an EST server (simpleenroll).
     Est(est::EstBenchArgs),
     /// Full BRSKI bootstraps (voucher + EST) against an in-process MASA and registrar.
@@ -25,7 +25,7 @@ pub enum BenchCommand {
 }
 
 /// Runs one benchmark on a multi-threaded runtime.
-pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cmd {
         BenchCommand::Est(a) => rt.block_on(est::bench_est(a)),

@@ -9,7 +9,7 @@ use shared::store::AuditEvent;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
-pub enum AgentCommand {
+pub(crate) enum AgentCommand {
     /// List owner grants (agent id, owner, model, until when, revoked).
     Grants(Where),
     /// Revoke an agent, an owner (and every grant it gave) or the grants of an agent.
@@ -17,7 +17,7 @@ pub enum AgentCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RevokeArgs {
+pub(crate) struct RevokeArgs {
     /// Revoke this agent id: no more credentials for it.
     #[arg(long, group = "target")]
     agent: Option<String>,
@@ -35,7 +35,7 @@ pub struct RevokeArgs {
 }
 
 /// Runs an agent administration command.
-pub async fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Grants(w) => list(w).await,
         AgentCommand::Revoke(a) => revoke(a).await,

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-pub use target::Where;
+pub(super) use target::Where;
 
 #[derive(Debug, Subcommand)]
-pub enum RegistrarCommand {
+pub(super) enum RegistrarCommand {
     /// Create a registrar: domain CA, registrar certificate (cmcRA), commented registrar.toml.
     Init(InitArgs),
     /// Run the registrar (BRSKI + EST on one TLS port).
@@ -32,7 +32,7 @@ pub enum RegistrarCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// State directory to create.
     #[arg(long)]
     state: PathBuf,
@@ -67,7 +67,7 @@ fn parse_manufacturer(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     #[command(flatten)]
     at: Where,
     /// Listen address (overrides the config's `listen`).
@@ -80,7 +80,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct Decide {
+pub(super) struct Decide {
     /// The pledge's serial number.
     serial: String,
     #[command(flatten)]
@@ -88,7 +88,7 @@ pub struct Decide {
 }
 
 /// Runs a registrar command.
-pub fn run(cmd: RegistrarCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: RegistrarCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         match cmd {

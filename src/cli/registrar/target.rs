@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Which registrar: a config file, or a state directory holding registrar.toml.
 #[derive(Debug, Args)]
-pub struct Where {
+pub(crate) struct Where {
     /// Configuration file.
     #[arg(long, conflicts_with = "state")]
     config: Option<PathBuf>,

@@ -136,10 +136,11 @@ CREATE TABLE settings (
 "#;
 
 /// All PostgreSQL migrations, in order; append-only like the SQLite list.
-pub static POSTGRES_MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial", sql: V1_INITIAL }];
+pub(crate) static POSTGRES_MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: V1_INITIAL }];
 
 /// The schema version this build brings a PostgreSQL database to.
-pub fn latest_version() -> i64 {
+pub(crate) fn latest_version() -> i64 {
     POSTGRES_MIGRATIONS.last().map_or(0, |m| m.version)
 }
 

@@ -3,6 +3,10 @@
 //! signing in CMS, JWS and COSE, the per-device audit log, and the HTTPS server. The
 //! registrar's side of the exchange (its MASA client) is the registrar's (`registrar::masa`).
 //!
+//! Floor 3, a role beside the registrar, pledge, owner and agent, importing only `shared`,
+//! `est` and `store`. What it does not do: act for a domain (the registrar's MASA client is in
+//! `registrar::masa`), or trust a registrar beyond what its voucher-request proves.
+//!
 //! Layout, one concept per module (each imports only modules below it, never its importer):
 //!
 //! * `error`: [`MasaError`] and its single mapping to HTTP (problem JSON or plain text);

@@ -11,6 +11,10 @@
 //!   owner's rules, rate limits and optional human approval, signs an OA with the gateway
 //!   certificate in `x5c`, submits to the server and relays its answer.
 //!
+//! Floor 3, a role beside the MASA, registrar, pledge and agent, importing only `shared` and
+//! `est`. What it does not do: issue credentials (the Identity Server does, after verifying the
+//! owner's approval), or see an agent's private key.
+//!
 //! Layout of the owner directory:
 //!
 //! ```text

@@ -13,6 +13,11 @@
 //! Without a configured registrar URL, `discover` finds registrars by mDNS
 //! (`_brski-registrar._tcp`) and each is tried in turn.
 //!
+//! Floor 3, a role beside the MASA, registrar, owner and agent, importing only `shared` and
+//! `est`. What it does not do: trust anything its IDevID's manufacturer anchor and the voucher do
+//! not vouch for; or, as the proxy, decide issuance (it attests and forwards; the Identity
+//! Server decides). The agent's own client is the `agent` crate.
+//!
 //! Modules: `config` (what the pledge holds and how it behaves), `identity` (the IDevID),
 //! `request` (the pledge voucher-request), `imprint` (voucher checks), `enroll` (EST and the
 //! status reports), `files` (what is written to the state directory, and `status`), `ldevid_key` (a key

@@ -9,6 +9,11 @@
 //! `voucher_status`, checks the MASA audit log, and then serves EST so the pledge gets its LDevID
 //! from the domain CA; `enrollstatus` closes the flow. Every request is stored with its outcome.
 //!
+//! Floor 3, a role beside the MASA, pledge, owner and agent: it imports only `shared`, `est` and
+//! `store`, never another role. Its side of the MASA exchange is its own ([`masa`]); the
+//! in-process lab that runs it beside a MASA is the `brski` package's. A pledge record's state
+//! changes only through [`PledgeRecord`]'s transitions, which refuse illegal steps.
+//!
 //! Modules, one concept each:
 //! * `config`: the TOML configuration and the policies it names;
 //! * `init`: creating a registrar's state (domain CA, registrar certificate, config);
@@ -16,7 +21,9 @@
 //! * `pvr`: checking a pledge voucher-request; `rvr`: building the registrar voucher-request;
 //! * `audit`: fetching and judging the MASA audit log;
 //! * `authority`: the EST authority that only enrolls pledges holding a voucher;
-//! * `error`: every refusal and its HTTP mapping; `server`: the routes and the accept loop;
+//! * `masa`: the link to the MASAs ([`masa::MasaLink`]: kept clients, TLS identity);
+//! * `state`: what every handler shares ([`Registrar`]);
+//! * `error`: every refusal and its one mapping to a problem; `server`: the routes and the accept loop;
 //! * `announce`: the DNS-SD/mDNS announcement `brski registrar serve` makes (`_brski-registrar._tcp`).
 
 pub mod agent;

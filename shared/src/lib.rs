@@ -1,8 +1,14 @@
-//! Sans-IO core of brski: keys and signers, X.509 and CSRs, CMS / JWS / COSE signed
-//! artifacts, the voucher model, and the persistence seam.
+//! Floor 1 of brski, the sans-IO core: keys and signers, X.509 and CSRs, CMS / JWS / COSE
+//! signed artifacts ([`signed`], with [`Verified`] constructible only here), the voucher model
+//! ([`voucher`]), BRSKI's status and audit-log bodies ([`brski`]), the agent-identity wire
+//! formats and their checks ([`agent`]), metrics, and the persistence seam ([`store`]: the
+//! `Store` trait, its guarantees and its records).
 //!
-//! Nothing here opens a socket. Roles (MASA, registrar, pledge, owner) and the EST crate call
-//! these functions with bytes and typed values and move the results over the network.
+//! What it does not do: open sockets, run a database, start processes, or read the clock where a
+//! check depends on it (checks take `now`). The one outside thing it talks to is a key's home
+//! behind [`keys::Signer`]: a key file, a PKCS#11 module (`pkcs11` feature) or a TPM (`tpm`
+//! feature). The store implementations are the `store` crate's; the servers and clients that
+//! move these bytes are the `est` crate's and the roles'.
 
 pub mod agent;
 pub mod b64;

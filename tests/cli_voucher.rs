@@ -1,7 +1,7 @@
 //! `brski voucher` and `brski demo` as a user runs them: every published signed vector
 //! through `brski voucher verify` (exit 0), the must-fail vectors (exit 1 with the reason on
 //! one line), `inspect` on all formats, and `sign` output verified by `verify`.
-//! (A test of the root `brski` package; the `tests` crate's own tests are in tests/tests/.)
+//! (A test of the root `brski` package; the cross-role suites are in e2e/tests/.)
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! The Identity Proxy's Agent API over a real Unix socket, forwarding over real mutual TLS to
 //! a stand-in Identity Server that checks what a real one checks (the proxy's LDevID, the
 //! ACR, the evidence's signature and its binding to the nonce and the ACR) and issues with
-//! the shared agent formats. The registrar's own endpoints are tested in `tests/tests/agent_*`.
+//! the shared agent formats. The registrar's own endpoints are tested in `e2e/tests/agent_*`.
 
 use agent::{self as agent_client, AgentApiClient, Endpoint, Submitted};
 use axum::extract::{Path as UrlPath, State};

@@ -32,8 +32,11 @@ pub use sqlite::SqliteStore;
 /// A failure inside a backend: a database driver error, or a [`StoreError`] the backend's own
 /// checks raised. Both `?` into it; it becomes a [`StoreError`] where a [`Store`] method
 /// answers (a driver error as [`StoreError::Database`] with the driver's message).
+///
+/// It is the backends' [`shared::store::StoreBackend::Error`]; roles see only [`StoreError`].
 #[derive(Debug)]
-pub(crate) enum DbError {
+#[non_exhaustive]
+pub enum DbError {
     /// The database driver failed (I/O, lock timeout, constraint, ...).
     Sql(sqlx::Error),
     /// The backend refused or could not decode something.
@@ -73,13 +76,6 @@ impl From<DbError> for StoreError {
 
 /// What the backends' functions return.
 pub(crate) type DbResult<T> = Result<T, DbError>;
-
-/// A backend's future as a [`Store`] method's answer: boxed, with its error as a [`StoreError`].
-pub(crate) fn to_store<'a, T>(
-    work: impl std::future::Future<Output = DbResult<T>> + Send + 'a,
-) -> shared::store::StoreFuture<'a, T> {
-    Box::pin(async move { work.await.map_err(StoreError::from) })
-}
 
 /// Whether `url` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
 pub fn is_postgres_url(url: &str) -> bool {

@@ -247,6 +247,224 @@ pub trait Store: Send + Sync {
     fn write_batch<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, Vec<u64>>;
 }
 
+/// A store implementation written with plain `async fn`s and its own error type; the blanket
+/// implementation below makes every backend a [`Store`] (boxed futures, errors as
+/// [`StoreError`]), so no backend writes the forwarding. Implemented by the `store` crate's
+/// `SqliteStore` and `PgStore`; roles use [`Store`].
+pub trait StoreBackend: Send + Sync {
+    /// The backend's error; every one becomes a [`StoreError`].
+    type Error: Into<StoreError> + Send;
+
+    /// As [`Store::schema_version`].
+    fn schema_version(&self) -> impl Future<Output = Result<i64, Self::Error>> + Send;
+
+    /// As [`Store::record_certificate`].
+    fn record_certificate(
+        &self,
+        cert: &IssuedCertificate,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// As [`Store::record_certificate_audited`].
+    fn record_certificate_audited(
+        &self,
+        cert: &IssuedCertificate,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// As [`Store::certificate`].
+    fn certificate(
+        &self,
+        serial_hex: &str,
+    ) -> impl Future<Output = Result<Option<IssuedCertificate>, Self::Error>> + Send;
+
+    /// As [`Store::list_certificates`].
+    fn list_certificates(
+        &self,
+        limit: u32,
+        offset: u64,
+    ) -> impl Future<Output = Result<Vec<IssuedCertificate>, Self::Error>> + Send;
+
+    /// As [`Store::revoke_certificate`].
+    fn revoke_certificate(
+        &self,
+        serial_hex: &str,
+        reason: RevocationReason,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// As [`Store::revocation`].
+    fn revocation(
+        &self,
+        serial_hex: &str,
+    ) -> impl Future<Output = Result<Option<Revocation>, Self::Error>> + Send;
+
+    /// As [`Store::list_revocations`].
+    fn list_revocations(
+        &self,
+        limit: u32,
+        offset: u64,
+    ) -> impl Future<Output = Result<Vec<Revocation>, Self::Error>> + Send;
+
+    /// As [`Store::append_audit`].
+    fn append_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// As [`Store::audit_events`].
+    fn audit_events(
+        &self,
+        subject: Option<&str>,
+        since_seq: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, Self::Error>> + Send;
+
+    /// As [`Store::verify_audit_chain`].
+    fn verify_audit_chain(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// As [`Store::consume_once`].
+    fn consume_once(
+        &self,
+        scope: &str,
+        value: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// As [`Store::purge_expired`].
+    fn purge_expired(&self, now: OffsetDateTime) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// As [`Store::record_voucher`].
+    fn record_voucher(
+        &self,
+        voucher: &VoucherRecord,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// As [`Store::vouchers_for`].
+    fn vouchers_for(
+        &self,
+        serial_number: &str,
+    ) -> impl Future<Output = Result<Vec<VoucherRecord>, Self::Error>> + Send;
+
+    /// As [`Store::put_setting`].
+    fn put_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// As [`Store::get_setting`].
+    fn get_setting(&self, key: &str) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
+
+    /// As [`Store::settings_with_prefix`].
+    fn settings_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, Self::Error>> + Send;
+
+    /// As [`Store::write_batch`].
+    fn write_batch(&self, batch: &WriteBatch) -> impl Future<Output = Result<Vec<u64>, Self::Error>> + Send;
+}
+
+impl<B: StoreBackend> Store for B {
+    fn schema_version(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move { StoreBackend::schema_version(self).await.map_err(Into::into) })
+    }
+
+    fn record_certificate<'a>(&'a self, cert: &'a IssuedCertificate) -> StoreFuture<'a, ()> {
+        Box::pin(async move { StoreBackend::record_certificate(self, cert).await.map_err(Into::into) })
+    }
+
+    fn record_certificate_audited<'a>(
+        &'a self,
+        cert: &'a IssuedCertificate,
+        event: &'a AuditEvent,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            StoreBackend::record_certificate_audited(self, cert, event).await.map_err(Into::into)
+        })
+    }
+
+    fn certificate<'a>(&'a self, serial_hex: &'a str) -> StoreFuture<'a, Option<IssuedCertificate>> {
+        Box::pin(async move { StoreBackend::certificate(self, serial_hex).await.map_err(Into::into) })
+    }
+
+    fn list_certificates(&self, limit: u32, offset: u64) -> StoreFuture<'_, Vec<IssuedCertificate>> {
+        Box::pin(
+            async move { StoreBackend::list_certificates(self, limit, offset).await.map_err(Into::into) },
+        )
+    }
+
+    fn revoke_certificate<'a>(
+        &'a self,
+        serial_hex: &'a str,
+        reason: RevocationReason,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            StoreBackend::revoke_certificate(self, serial_hex, reason, at).await.map_err(Into::into)
+        })
+    }
+
+    fn revocation<'a>(&'a self, serial_hex: &'a str) -> StoreFuture<'a, Option<Revocation>> {
+        Box::pin(async move { StoreBackend::revocation(self, serial_hex).await.map_err(Into::into) })
+    }
+
+    fn list_revocations(&self, limit: u32, offset: u64) -> StoreFuture<'_, Vec<Revocation>> {
+        Box::pin(async move { StoreBackend::list_revocations(self, limit, offset).await.map_err(Into::into) })
+    }
+
+    fn append_audit<'a>(&'a self, event: &'a AuditEvent) -> StoreFuture<'a, u64> {
+        Box::pin(async move { StoreBackend::append_audit(self, event).await.map_err(Into::into) })
+    }
+
+    fn audit_events<'a>(
+        &'a self,
+        subject: Option<&'a str>,
+        since_seq: u64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<AuditRecord>> {
+        Box::pin(async move {
+            StoreBackend::audit_events(self, subject, since_seq, limit).await.map_err(Into::into)
+        })
+    }
+
+    fn verify_audit_chain(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { StoreBackend::verify_audit_chain(self).await.map_err(Into::into) })
+    }
+
+    fn consume_once<'a>(
+        &'a self,
+        scope: &'a str,
+        value: &'a [u8],
+        expires_at: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            StoreBackend::consume_once(self, scope, value, expires_at).await.map_err(Into::into)
+        })
+    }
+
+    fn purge_expired(&self, now: OffsetDateTime) -> StoreFuture<'_, u64> {
+        Box::pin(async move { StoreBackend::purge_expired(self, now).await.map_err(Into::into) })
+    }
+
+    fn record_voucher<'a>(&'a self, voucher: &'a VoucherRecord) -> StoreFuture<'a, u64> {
+        Box::pin(async move { StoreBackend::record_voucher(self, voucher).await.map_err(Into::into) })
+    }
+
+    fn vouchers_for<'a>(&'a self, serial_number: &'a str) -> StoreFuture<'a, Vec<VoucherRecord>> {
+        Box::pin(async move { StoreBackend::vouchers_for(self, serial_number).await.map_err(Into::into) })
+    }
+
+    fn put_setting<'a>(&'a self, key: &'a str, value: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { StoreBackend::put_setting(self, key, value).await.map_err(Into::into) })
+    }
+
+    fn get_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move { StoreBackend::get_setting(self, key).await.map_err(Into::into) })
+    }
+
+    fn settings_with_prefix<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
+        Box::pin(async move { StoreBackend::settings_with_prefix(self, prefix).await.map_err(Into::into) })
+    }
+
+    fn write_batch<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(async move { StoreBackend::write_batch(self, batch).await.map_err(Into::into) })
+    }
+}
+
 /// Writes that [`Store::write_batch`] commits together.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {

@@ -2,20 +2,23 @@
 //! statements they share inside a transaction.
 
 use super::*;
+use shared::store::StoreBackend;
 
-impl PgStore {
-    pub(super) async fn schema_version_impl(&self) -> DbResult<i64> {
+impl StoreBackend for PgStore {
+    type Error = DbError;
+
+    async fn schema_version(&self) -> DbResult<i64> {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await?;
         Ok(v.unwrap_or(0))
     }
 
-    pub(super) async fn record_certificate_impl(&self, cert: &IssuedCertificate) -> DbResult<()> {
+    async fn record_certificate(&self, cert: &IssuedCertificate) -> DbResult<()> {
         let mut conn = self.pool.acquire().await?;
         insert_certificate(&mut conn, cert).await
     }
 
-    pub(super) async fn record_certificate_audited_impl(
+    async fn record_certificate_audited(
         &self,
         cert: &IssuedCertificate,
         event: &AuditEvent,
@@ -28,7 +31,7 @@ impl PgStore {
         Ok(seq)
     }
 
-    pub(super) async fn certificate_impl(&self, serial_hex: &str) -> DbResult<Option<IssuedCertificate>> {
+    async fn certificate(&self, serial_hex: &str) -> DbResult<Option<IssuedCertificate>> {
         let serial = normalize_serial(serial_hex)?;
         let row = sqlx::query(
             "SELECT serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at \
@@ -40,11 +43,7 @@ impl PgStore {
         row.as_ref().map(certificate_from_row).transpose()
     }
 
-    pub(super) async fn list_certificates_impl(
-        &self,
-        limit: u32,
-        offset: u64,
-    ) -> DbResult<Vec<IssuedCertificate>> {
+    async fn list_certificates(&self, limit: u32, offset: u64) -> DbResult<Vec<IssuedCertificate>> {
         let rows = sqlx::query(
             "SELECT serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at \
              FROM certificates ORDER BY issued_at, serial_hex LIMIT $1 OFFSET $2",
@@ -56,7 +55,7 @@ impl PgStore {
         rows.iter().map(certificate_from_row).collect()
     }
 
-    pub(super) async fn revoke_certificate_impl(
+    async fn revoke_certificate(
         &self,
         serial_hex: &str,
         reason: RevocationReason,
@@ -87,7 +86,7 @@ impl PgStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub(super) async fn revocation_impl(&self, serial_hex: &str) -> DbResult<Option<Revocation>> {
+    async fn revocation(&self, serial_hex: &str) -> DbResult<Option<Revocation>> {
         let serial = normalize_serial(serial_hex)?;
         let row = sqlx::query(
             "SELECT serial_hex, reason, revoked_at FROM certificate_revocations WHERE serial_hex = $1",
@@ -98,7 +97,7 @@ impl PgStore {
         row.as_ref().map(revocation_from_row).transpose()
     }
 
-    pub(super) async fn list_revocations_impl(&self, limit: u32, offset: u64) -> DbResult<Vec<Revocation>> {
+    async fn list_revocations(&self, limit: u32, offset: u64) -> DbResult<Vec<Revocation>> {
         let rows = sqlx::query(
             "SELECT serial_hex, reason, revoked_at FROM certificate_revocations \
              ORDER BY revoked_at, serial_hex LIMIT $1 OFFSET $2",
@@ -110,7 +109,7 @@ impl PgStore {
         rows.iter().map(revocation_from_row).collect()
     }
 
-    pub(super) async fn append_audit_impl(&self, event: &AuditEvent) -> DbResult<u64> {
+    async fn append_audit(&self, event: &AuditEvent) -> DbResult<u64> {
         let mut tx = self.pool.begin().await?;
         lock_audit(&mut tx).await?;
         let seq = append_audit_in(&mut tx, event).await?;
@@ -118,7 +117,7 @@ impl PgStore {
         Ok(seq)
     }
 
-    pub(super) async fn audit_events_impl(
+    async fn audit_events(
         &self,
         subject: Option<&str>,
         since_seq: u64,
@@ -137,7 +136,7 @@ impl PgStore {
         rows.iter().map(audit_from_row).collect()
     }
 
-    pub(super) async fn verify_audit_chain_impl(&self) -> DbResult<u64> {
+    async fn verify_audit_chain(&self) -> DbResult<u64> {
         let mut verifier = AuditChainVerifier::new();
         let mut after: i64 = i64::MIN;
         loop {
@@ -185,12 +184,7 @@ impl PgStore {
         Ok(verifier.rows())
     }
 
-    pub(super) async fn consume_once_impl(
-        &self,
-        scope: &str,
-        value: &[u8],
-        expires_at: OffsetDateTime,
-    ) -> DbResult<bool> {
+    async fn consume_once(&self, scope: &str, value: &[u8], expires_at: OffsetDateTime) -> DbResult<bool> {
         if scope.is_empty() {
             return Err(DbError::Store(StoreError::Invalid("single-use scope must not be empty".into())));
         }
@@ -214,7 +208,7 @@ impl PgStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub(super) async fn purge_expired_impl(&self, now: OffsetDateTime) -> DbResult<u64> {
+    async fn purge_expired(&self, now: OffsetDateTime) -> DbResult<u64> {
         let now = format_time(now, "purge time")?;
         let result = sqlx::query("DELETE FROM single_use WHERE expires_at <= $1")
             .bind(&now)
@@ -223,12 +217,12 @@ impl PgStore {
         Ok(result.rows_affected())
     }
 
-    pub(super) async fn record_voucher_impl(&self, v: &VoucherRecord) -> DbResult<u64> {
+    async fn record_voucher(&self, v: &VoucherRecord) -> DbResult<u64> {
         let mut conn = self.pool.acquire().await?;
         insert_voucher(&mut conn, v).await
     }
 
-    pub(super) async fn write_batch_impl(&self, batch: &WriteBatch) -> DbResult<Vec<u64>> {
+    async fn write_batch(&self, batch: &WriteBatch) -> DbResult<Vec<u64>> {
         for (key, _) in &batch.settings {
             check_setting_key(key)?;
         }
@@ -256,7 +250,7 @@ impl PgStore {
         Ok(seqs)
     }
 
-    pub(super) async fn vouchers_for_impl(&self, serial_number: &str) -> DbResult<Vec<VoucherRecord>> {
+    async fn vouchers_for(&self, serial_number: &str) -> DbResult<Vec<VoucherRecord>> {
         let rows = sqlx::query(
             "SELECT serial_number, domain, assertion, nonce, format, bytes, created_at \
              FROM vouchers WHERE serial_number = $1 ORDER BY created_at, id",
@@ -267,14 +261,14 @@ impl PgStore {
         rows.iter().map(voucher_from_row).collect()
     }
 
-    pub(super) async fn put_setting_impl(&self, key: &str, value: &str) -> DbResult<()> {
+    async fn put_setting(&self, key: &str, value: &str) -> DbResult<()> {
         check_setting_key(key)?;
         let now = format_time(OffsetDateTime::now_utc(), "current time")?;
         let mut conn = self.pool.acquire().await?;
         upsert_setting(&mut conn, key, value, &now).await
     }
 
-    pub(super) async fn get_setting_impl(&self, key: &str) -> DbResult<Option<String>> {
+    async fn get_setting(&self, key: &str) -> DbResult<Option<String>> {
         check_setting_key(key)?;
         let value: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
@@ -283,7 +277,7 @@ impl PgStore {
         Ok(value)
     }
 
-    pub(super) async fn settings_with_prefix_impl(&self, prefix: &str) -> DbResult<Vec<(String, String)>> {
+    async fn settings_with_prefix(&self, prefix: &str) -> DbResult<Vec<(String, String)>> {
         // Compared with left(), not LIKE, so `%` and `_` in the prefix are literal.
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT key, value FROM settings WHERE left(key, length($1)) = $1 ORDER BY key")

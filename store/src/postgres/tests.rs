@@ -2,6 +2,7 @@
 //! every backend must do is in `suite.rs`.
 
 use super::*;
+use shared::store::Store;
 
 async fn fresh() -> Option<(String, PgStore)> {
     let url = testkit::postgres_database().await?;

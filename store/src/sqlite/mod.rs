@@ -35,10 +35,10 @@ use shared::store::model::{
     audit_hash, canonical_json, format_time, parse_time, AuditChainVerifier, AuditEvent, AuditRecord,
     AuditRowText, IssuedCertificate, Revocation, RevocationReason, VoucherRecord, AUDIT_GENESIS_HASH,
 };
-use shared::store::{Store, StoreError, StoreFuture, WriteBatch};
+use shared::store::{StoreError, WriteBatch};
 
 use crate::rules::{check_setting_key, normalize_serial, seq_from_i64, to_i64, VERIFY_PAGE};
-use crate::{to_store, DbError, DbResult};
+use crate::{DbError, DbResult};
 
 /// How long a statement waits for another connection's write lock before it
 /// fails with "database is locked".
@@ -185,103 +185,6 @@ impl SqliteStore {
     /// store (or its clones) fail.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-impl Store for SqliteStore {
-    fn schema_version(&self) -> StoreFuture<'_, i64> {
-        to_store(self.schema_version_impl())
-    }
-
-    fn record_certificate<'a>(&'a self, cert: &'a IssuedCertificate) -> StoreFuture<'a, ()> {
-        to_store(self.record_certificate_impl(cert))
-    }
-
-    fn record_certificate_audited<'a>(
-        &'a self,
-        cert: &'a IssuedCertificate,
-        event: &'a AuditEvent,
-    ) -> StoreFuture<'a, u64> {
-        to_store(self.record_certificate_audited_impl(cert, event))
-    }
-
-    fn certificate<'a>(&'a self, serial_hex: &'a str) -> StoreFuture<'a, Option<IssuedCertificate>> {
-        to_store(self.certificate_impl(serial_hex))
-    }
-
-    fn list_certificates(&self, limit: u32, offset: u64) -> StoreFuture<'_, Vec<IssuedCertificate>> {
-        to_store(self.list_certificates_impl(limit, offset))
-    }
-
-    fn revoke_certificate<'a>(
-        &'a self,
-        serial_hex: &'a str,
-        reason: RevocationReason,
-        at: OffsetDateTime,
-    ) -> StoreFuture<'a, bool> {
-        to_store(self.revoke_certificate_impl(serial_hex, reason, at))
-    }
-
-    fn revocation<'a>(&'a self, serial_hex: &'a str) -> StoreFuture<'a, Option<Revocation>> {
-        to_store(self.revocation_impl(serial_hex))
-    }
-
-    fn list_revocations(&self, limit: u32, offset: u64) -> StoreFuture<'_, Vec<Revocation>> {
-        to_store(self.list_revocations_impl(limit, offset))
-    }
-
-    fn append_audit<'a>(&'a self, event: &'a AuditEvent) -> StoreFuture<'a, u64> {
-        to_store(self.append_audit_impl(event))
-    }
-
-    fn audit_events<'a>(
-        &'a self,
-        subject: Option<&'a str>,
-        since_seq: u64,
-        limit: u32,
-    ) -> StoreFuture<'a, Vec<AuditRecord>> {
-        to_store(self.audit_events_impl(subject, since_seq, limit))
-    }
-
-    fn verify_audit_chain(&self) -> StoreFuture<'_, u64> {
-        to_store(self.verify_audit_chain_impl())
-    }
-
-    fn consume_once<'a>(
-        &'a self,
-        scope: &'a str,
-        value: &'a [u8],
-        expires_at: OffsetDateTime,
-    ) -> StoreFuture<'a, bool> {
-        to_store(self.consume_once_impl(scope, value, expires_at))
-    }
-
-    fn purge_expired(&self, now: OffsetDateTime) -> StoreFuture<'_, u64> {
-        to_store(self.purge_expired_impl(now))
-    }
-
-    fn record_voucher<'a>(&'a self, voucher: &'a VoucherRecord) -> StoreFuture<'a, u64> {
-        to_store(self.record_voucher_impl(voucher))
-    }
-
-    fn vouchers_for<'a>(&'a self, serial_number: &'a str) -> StoreFuture<'a, Vec<VoucherRecord>> {
-        to_store(self.vouchers_for_impl(serial_number))
-    }
-
-    fn put_setting<'a>(&'a self, key: &'a str, value: &'a str) -> StoreFuture<'a, ()> {
-        to_store(self.put_setting_impl(key, value))
-    }
-
-    fn get_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
-        to_store(self.get_setting_impl(key))
-    }
-
-    fn settings_with_prefix<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
-        to_store(self.settings_with_prefix_impl(prefix))
-    }
-
-    fn write_batch<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, Vec<u64>> {
-        to_store(self.write_batch_impl(batch))
     }
 }
 

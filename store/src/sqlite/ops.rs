@@ -2,15 +2,18 @@
 //! frequent writes through the group commit, rare writes in their own transaction.
 
 use super::*;
+use shared::store::StoreBackend;
 
-impl SqliteStore {
-    pub(super) async fn schema_version_impl(&self) -> DbResult<i64> {
+impl StoreBackend for SqliteStore {
+    type Error = DbError;
+
+    async fn schema_version(&self) -> DbResult<i64> {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await?;
         Ok(v.unwrap_or(0))
     }
 
-    pub(super) async fn record_certificate_impl(&self, cert: &IssuedCertificate) -> DbResult<()> {
+    async fn record_certificate(&self, cert: &IssuedCertificate) -> DbResult<()> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         insert_certificate(&mut tx, cert).await?;
@@ -21,7 +24,7 @@ impl SqliteStore {
     /// Records the certificate and its audit event together: neither exists without the
     /// other, and the call returns once both are durable. A group-committed write (see
     /// [`SqliteStore::submit`]).
-    pub(super) async fn record_certificate_audited_impl(
+    async fn record_certificate_audited(
         &self,
         cert: &IssuedCertificate,
         event: &AuditEvent,
@@ -32,7 +35,7 @@ impl SqliteStore {
         answer(result).await
     }
 
-    pub(super) async fn certificate_impl(&self, serial_hex: &str) -> DbResult<Option<IssuedCertificate>> {
+    async fn certificate(&self, serial_hex: &str) -> DbResult<Option<IssuedCertificate>> {
         let serial = normalize_serial(serial_hex)?;
         let row = sqlx::query(
             "SELECT serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at \
@@ -44,11 +47,7 @@ impl SqliteStore {
         row.as_ref().map(certificate_from_row).transpose()
     }
 
-    pub(super) async fn list_certificates_impl(
-        &self,
-        limit: u32,
-        offset: u64,
-    ) -> DbResult<Vec<IssuedCertificate>> {
+    async fn list_certificates(&self, limit: u32, offset: u64) -> DbResult<Vec<IssuedCertificate>> {
         let rows = sqlx::query(
             "SELECT serial_hex, issuer, subject, not_before, not_after, profile, der, issued_at \
              FROM certificates ORDER BY issued_at, serial_hex LIMIT ? OFFSET ?",
@@ -60,7 +59,7 @@ impl SqliteStore {
         rows.iter().map(certificate_from_row).collect()
     }
 
-    pub(super) async fn revoke_certificate_impl(
+    async fn revoke_certificate(
         &self,
         serial_hex: &str,
         reason: RevocationReason,
@@ -91,7 +90,7 @@ impl SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub(super) async fn revocation_impl(&self, serial_hex: &str) -> DbResult<Option<Revocation>> {
+    async fn revocation(&self, serial_hex: &str) -> DbResult<Option<Revocation>> {
         let serial = normalize_serial(serial_hex)?;
         let row = sqlx::query(
             "SELECT serial_hex, reason, revoked_at FROM certificate_revocations \
@@ -103,7 +102,7 @@ impl SqliteStore {
         row.as_ref().map(revocation_from_row).transpose()
     }
 
-    pub(super) async fn list_revocations_impl(&self, limit: u32, offset: u64) -> DbResult<Vec<Revocation>> {
+    async fn list_revocations(&self, limit: u32, offset: u64) -> DbResult<Vec<Revocation>> {
         let rows = sqlx::query(
             "SELECT serial_hex, reason, revoked_at FROM certificate_revocations \
              ORDER BY revoked_at, serial_hex LIMIT ? OFFSET ?",
@@ -115,14 +114,14 @@ impl SqliteStore {
         rows.iter().map(revocation_from_row).collect()
     }
 
-    pub(super) async fn append_audit_impl(&self, event: &AuditEvent) -> DbResult<u64> {
+    async fn append_audit(&self, event: &AuditEvent) -> DbResult<u64> {
         let job = Write::AppendAudit(AuditRow::new(event)?);
         let (reply, result) = tokio::sync::oneshot::channel();
         self.submit(job, Reply::Seq(reply));
         answer(result).await
     }
 
-    pub(super) async fn audit_events_impl(
+    async fn audit_events(
         &self,
         subject: Option<&str>,
         since_seq: u64,
@@ -155,7 +154,7 @@ impl SqliteStore {
         rows.iter().map(audit_from_row).collect()
     }
 
-    pub(super) async fn verify_audit_chain_impl(&self) -> DbResult<u64> {
+    async fn verify_audit_chain(&self) -> DbResult<u64> {
         let mut verifier = AuditChainVerifier::new();
         // Page in seq order with a cursor on the last seen seq so the check
         // works on logs of any length with bounded memory.
@@ -208,12 +207,7 @@ impl SqliteStore {
         Ok(verifier.rows())
     }
 
-    pub(super) async fn consume_once_impl(
-        &self,
-        scope: &str,
-        value: &[u8],
-        expires_at: OffsetDateTime,
-    ) -> DbResult<bool> {
+    async fn consume_once(&self, scope: &str, value: &[u8], expires_at: OffsetDateTime) -> DbResult<bool> {
         if scope.is_empty() {
             return Err(DbError::Store(StoreError::Invalid("single-use scope must not be empty".into())));
         }
@@ -233,7 +227,7 @@ impl SqliteStore {
         answer(result).await
     }
 
-    pub(super) async fn purge_expired_impl(&self, now: OffsetDateTime) -> DbResult<u64> {
+    async fn purge_expired(&self, now: OffsetDateTime) -> DbResult<u64> {
         let _writer = self.writer.lock().await;
         let now = format_time(now, "purge time")?;
         let result = sqlx::query("DELETE FROM single_use WHERE expires_at <= ?")
@@ -243,7 +237,7 @@ impl SqliteStore {
         Ok(result.rows_affected())
     }
 
-    pub(super) async fn record_voucher_impl(&self, v: &VoucherRecord) -> DbResult<u64> {
+    async fn record_voucher(&self, v: &VoucherRecord) -> DbResult<u64> {
         let _writer = self.writer.lock().await;
         let mut conn = self.pool.acquire().await?;
         insert_voucher(&mut conn, v).await
@@ -251,7 +245,7 @@ impl SqliteStore {
 
     /// Every write of `batch` in one IMMEDIATE transaction (the audit chain tail is read and
     /// extended under the write lock), so one commit and one sync for all of them.
-    pub(super) async fn write_batch_impl(&self, batch: &WriteBatch) -> DbResult<Vec<u64>> {
+    async fn write_batch(&self, batch: &WriteBatch) -> DbResult<Vec<u64>> {
         for (key, _) in &batch.settings {
             check_setting_key(key)?;
         }
@@ -269,7 +263,7 @@ impl SqliteStore {
         answer(result).await
     }
 
-    pub(super) async fn vouchers_for_impl(&self, serial_number: &str) -> DbResult<Vec<VoucherRecord>> {
+    async fn vouchers_for(&self, serial_number: &str) -> DbResult<Vec<VoucherRecord>> {
         let rows = sqlx::query(
             "SELECT serial_number, domain, assertion, nonce, format, bytes, created_at \
              FROM vouchers WHERE serial_number = ? ORDER BY created_at, id",
@@ -280,7 +274,7 @@ impl SqliteStore {
         rows.iter().map(voucher_from_row).collect()
     }
 
-    pub(super) async fn put_setting_impl(&self, key: &str, value: &str) -> DbResult<()> {
+    async fn put_setting(&self, key: &str, value: &str) -> DbResult<()> {
         check_setting_key(key)?;
         let job = Write::PutSetting {
             key: key.to_owned(),
@@ -292,7 +286,7 @@ impl SqliteStore {
         answer(result).await
     }
 
-    pub(super) async fn get_setting_impl(&self, key: &str) -> DbResult<Option<String>> {
+    async fn get_setting(&self, key: &str) -> DbResult<Option<String>> {
         check_setting_key(key)?;
         let value: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
             .bind(key)
@@ -301,7 +295,7 @@ impl SqliteStore {
         Ok(value)
     }
 
-    pub(super) async fn settings_with_prefix_impl(&self, prefix: &str) -> DbResult<Vec<(String, String)>> {
+    async fn settings_with_prefix(&self, prefix: &str) -> DbResult<Vec<(String, String)>> {
         // Keys are compared with substr, not LIKE, so `%` and `_` in the prefix are literal.
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT key, value FROM settings WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::suite::{cert, event};
+use shared::store::Store;
 
 async fn open_temp() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().expect("tempdir");

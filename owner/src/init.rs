@@ -56,19 +56,7 @@ pub struct InitReport {
 /// Creates the owner directory: key (0600) or the existing key `key` names, self-signed
 /// certificate, public key, config.
 pub fn init(o: &InitOptions) -> Result<InitReport, OwnerError> {
-    check_owner_id(&o.id)?;
-    if o.key.is_none() && !matches!(o.alg, Algorithm::Es256 | Algorithm::EdDsa) {
-        return Err(OwnerError::Config("owner keys are p256 or ed25519".into()));
-    }
-    let [key_file, cert_file, public_file, config_file] =
-        [KEY_FILE, CERT_FILE, PUBLIC_FILE, CONFIG_FILE].map(|f| o.dir.join(f));
-    let all = [&key_file, &cert_file, &public_file, &config_file];
-    if let Some(f) = all.iter().find(|f| f.exists()) {
-        return Err(OwnerError::Config(format!("{} exists; refusing to overwrite an owner", f.display())));
-    }
-    if let Some(k) = &o.kid {
-        config::check_kid(k).map_err(|e| OwnerError::Config(format!("--kid {e}")))?;
-    }
+    let [key_file, cert_file, public_file, config_file] = check_options(o)?;
     // An existing key is opened (PIN, algorithm) before anything is written.
     let existing = match &o.key {
         Some(uri) => {
@@ -96,6 +84,40 @@ pub fn init(o: &InitOptions) -> Result<InitReport, OwnerError> {
     write_new(&cert_file, pki::cert_to_pem(&cert)?.as_bytes(), false)?;
     files.push(cert_file);
     write_new(&public_file, public_pem(&key.public_key_der())?.as_bytes(), false)?;
+    write_config(o, &kid, key_uri.as_deref(), &config_file)?;
+    let public = std::fs::canonicalize(&public_file).unwrap_or_else(|_| public_file.clone());
+    files.extend([public_file, config_file]);
+    let policy_snippet = policy_snippet(&o.id, &kid, &public, o.trust_domain.as_deref());
+    let key_uri = redact_pin(key_uri.as_deref().unwrap_or(config::DEFAULT_KEY_URI));
+    Ok(InitReport { kid, cert_sha256: cert_hash(&cert), files, key_uri, policy_snippet })
+}
+
+/// The checks made before anything is written: a valid owner id, a supported algorithm for a
+/// generated key, no owner files in the directory yet, a valid `--kid`. Returns the paths of the
+/// key, certificate, public key and configuration files.
+fn check_options(o: &InitOptions) -> Result<[PathBuf; 4], OwnerError> {
+    check_owner_id(&o.id)?;
+    if o.key.is_none() && !matches!(o.alg, Algorithm::Es256 | Algorithm::EdDsa) {
+        return Err(OwnerError::Config("owner keys are p256 or ed25519".into()));
+    }
+    let files = [KEY_FILE, CERT_FILE, PUBLIC_FILE, CONFIG_FILE].map(|f| o.dir.join(f));
+    if let Some(f) = files.iter().find(|f| f.exists()) {
+        return Err(OwnerError::Config(format!("{} exists; refusing to overwrite an owner", f.display())));
+    }
+    if let Some(k) = &o.kid {
+        config::check_kid(k).map_err(|e| OwnerError::Config(format!("--kid {e}")))?;
+    }
+    Ok(files)
+}
+
+/// Writes the owner configuration (`key_uri`: an existing key's URI; `None` for the generated
+/// `owner.key`), 0600 when the URI carries a PIN.
+fn write_config(
+    o: &InitOptions,
+    kid: &str,
+    key_uri: Option<&str>,
+    config_file: &Path,
+) -> Result<(), OwnerError> {
     // The configuration resolves relative paths against the owner directory: write the CA
     // file as an absolute path when it exists.
     let domain_ca = o
@@ -104,20 +126,15 @@ pub fn init(o: &InitOptions) -> Result<InitReport, OwnerError> {
         .map(|p| std::fs::canonicalize(p).map(|c| c.display().to_string()).unwrap_or_else(|_| p.clone()));
     let text = config::render(
         &o.id,
-        &kid,
-        key_uri.as_deref(),
+        kid,
+        key_uri,
         o.trust_domain.as_deref(),
         o.server.as_deref(),
         domain_ca.as_deref(),
     );
     // A PIN written into the URI makes the configuration a secret: readable by its owner only.
-    let secret = key_uri.as_deref().is_some_and(|u| redact_pin(u) != u);
-    write_new(&config_file, text.as_bytes(), secret)?;
-    let public = std::fs::canonicalize(&public_file).unwrap_or_else(|_| public_file.clone());
-    files.extend([public_file, config_file]);
-    let policy_snippet = policy_snippet(&o.id, &kid, &public, o.trust_domain.as_deref());
-    let key_uri = redact_pin(key_uri.as_deref().unwrap_or(config::DEFAULT_KEY_URI));
-    Ok(InitReport { kid, cert_sha256: cert_hash(&cert), files, key_uri, policy_snippet })
+    let secret = key_uri.is_some_and(|u| redact_pin(u) != u);
+    write_new(config_file, text.as_bytes(), secret)
 }
 
 /// `uri` with a relative `file:` path made absolute against the current directory (the

@@ -137,6 +137,8 @@ fn load_key(path: &Path) -> anyhow::Result<SoftwareKey> {
     load_key_file(path).with_context(|| format!("loading the agent key {}", path.display()))
 }
 
+/// `brski agent request`: the key, the signed request (made here, or a pre-made ACR and OA),
+/// the credential (polling while an owner decides), checked and saved; with `--watch`, renewed.
 async fn request(a: RequestArgs) -> anyhow::Result<ExitCode> {
     let files = AgentFiles::in_dir(&a.out, a.key.as_deref());
     if a.acr_out.is_some() {
@@ -145,43 +147,9 @@ async fn request(a: RequestArgs) -> anyhow::Result<ExitCode> {
     let api = AgentApiClient::new(endpoint(&a)?, Duration::from_secs(a.timeout));
     let bundle = api.bundle().await.context("asking the proxy for the trust bundle")?;
     let max_wait = Duration::from_secs(a.max_wait);
-    // The key: new (never replacing an existing one), or the existing one for a renewal or a
-    // pre-made ACR.
-    let (key, new_key) = if a.renew || a.acr.is_some() {
-        (load_key(&files.key)?, false)
-    } else {
-        if files.key.exists() {
-            bail!(
-                "{} exists; refusing to replace an agent key (use --renew to renew with it, or another --out/--key)",
-                files.key.display()
-            );
-        }
-        let alg = if a.alg == "ed25519" { Algorithm::EdDsa } else { Algorithm::Es256 };
-        (SoftwareKey::generate(alg)?, true)
-    };
+    let (key, new_key) = agent_key(&a, &files)?;
     let (acr, oa, spec) = match &a.acr {
-        Some(path) => {
-            let text = String::from_utf8(crate::cli::input::read_input(&path.display().to_string())?)
-                .context("the ACR is not text")?
-                .trim()
-                .to_string();
-            let checked = verify_acr(&text, &bundle.issuance_uri, unix_now())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            if checked.spki_der != key.public_key_der() {
-                bail!("{} was not signed with {}", path.display(), files.key.display());
-            }
-            let oa = match &a.oa {
-                Some(p) => Some(
-                    String::from_utf8(crate::cli::input::read_input(&p.display().to_string())?)
-                        .context("the OA is not text")?
-                        .trim()
-                        .to_string(),
-                ),
-                None => None,
-            };
-            let spec = checked.claims.req.clone();
-            (text, oa, spec)
-        }
+        Some(path) => premade_request(&a, path, &bundle.issuance_uri, &key, &files)?,
         None => {
             let spec = spec(&a)?;
             let nonce = api.nonce().await.context("asking the proxy for a nonce")?;
@@ -202,6 +170,53 @@ async fn request(a: RequestArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     watch(&api, &key, spec, &files, cred, max_wait).await
+}
+
+/// The agent's key and whether it is new: new (never replacing an existing one), or the
+/// existing one for a renewal or a pre-made ACR.
+fn agent_key(a: &RequestArgs, files: &AgentFiles) -> anyhow::Result<(SoftwareKey, bool)> {
+    if a.renew || a.acr.is_some() {
+        return Ok((load_key(&files.key)?, false));
+    }
+    if files.key.exists() {
+        bail!(
+            "{} exists; refusing to replace an agent key (use --renew to renew with it, or another --out/--key)",
+            files.key.display()
+        );
+    }
+    let alg = if a.alg == "ed25519" { Algorithm::EdDsa } else { Algorithm::Es256 };
+    Ok((SoftwareKey::generate(alg)?, true))
+}
+
+/// A pre-made request: the ACR at `path` (checked against the issuance URI `aud` and signed with
+/// `key`), the OA of `--oa` if given, and the spec the ACR asks for.
+fn premade_request(
+    a: &RequestArgs,
+    path: &Path,
+    aud: &str,
+    key: &SoftwareKey,
+    files: &AgentFiles,
+) -> anyhow::Result<(String, Option<String>, CredentialSpec)> {
+    let text = String::from_utf8(crate::cli::input::read_input(&path.display().to_string())?)
+        .context("the ACR is not text")?
+        .trim()
+        .to_string();
+    let checked =
+        verify_acr(&text, aud, unix_now()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if checked.spki_der != key.public_key_der() {
+        bail!("{} was not signed with {}", path.display(), files.key.display());
+    }
+    let oa = match &a.oa {
+        Some(p) => Some(
+            String::from_utf8(crate::cli::input::read_input(&p.display().to_string())?)
+                .context("the OA is not text")?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let spec = checked.claims.req.clone();
+    Ok((text, oa, spec))
 }
 
 async fn obtain(

@@ -12,6 +12,7 @@ use brski::lab::{Lab, LabOptions};
 use clap::Args;
 use owner::identity::OwnerIdentity;
 use pledge::proxy::{ProxyConfig, RunningProxy};
+use pledge::PledgeConfig;
 use shared::agent::{
     verify_agent_certificate, verify_wit_credential, CredentialSpec, Model, OwnerAnchor, OwnerAnchors,
     RelyingTrust,
@@ -65,6 +66,7 @@ impl Step {
     }
 }
 
+/// Runs the nine steps in order, then lists the artifacts (and, with `--keep-running`, waits).
 async fn demo(dir: &Path, a: &DemoArgs) -> anyhow::Result<()> {
     let format = match a.format.as_str() {
         "jws" => Format::Jws,
@@ -72,102 +74,22 @@ async fn demo(dir: &Path, a: &DemoArgs) -> anyhow::Result<()> {
         _ => Format::Cms,
     };
     println!("brski demo: state in {} (kept; a second run reuses it)", dir.display());
-    let s = Step::start(1, "owners: alice (a person's key) and the research gateway (an organization)");
-    let alice = owner_dir(dir, "alice", ALICE)?;
-    let gateway = owner_dir(dir, "gateway", GATEWAY)?;
-    s.done(&format!("owner keys in {} and {}", alice.display(), gateway.display()));
-
-    let s = Step::start(2, "MASA (manufacturer) and registrar (Identity Server) on loopback");
-    let options = LabOptions { agent_policy: Some(policy(&alice, &gateway)), ..LabOptions::default() };
-    let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
-    println!("   MASA      https://{}", lab.masa_addr);
-    println!("   registrar {} (BRSKI, EST and the agent API on one TLS port)", lab.registrar_url);
-    s.done("both serving");
-
+    let (alice, gateway) = owners_step(dir)?;
+    let lab = servers_step(dir, &alice, &gateway).await?;
     let serial = next_serial(&lab.dir);
-    let s =
-        Step::start(3, &format!("a factory-fresh pledge {serial} bootstraps with BRSKI ({format} voucher)"));
-    let (cfg, id) = lab.pledge(&serial, format).await.map_err(anyhow::Error::msg)?;
-    println!("   IDevID minted by the MASA: {}", cfg.state.join("idevid.pem").display());
-    let out = pledge::bootstrap(&cfg, &id).await?;
-    println!(
-        "   voucher verified and stored: {}",
-        out.files.voucher.as_deref().unwrap_or(Path::new("-")).display()
-    );
-    println!("   LDevID from the domain CA over EST (tls-exporter bound): {}", out.files.cert.display());
-    s.done("pledge enrolled");
-
-    let s =
-        Step::start(4, "the research gateway (model 2 owner) starts; the pledge becomes the Identity Proxy");
-    let (gateway_url, gateway_pin, gateway_task) = start_gateway(&gateway, &lab).await?;
-    println!("   gateway {gateway_url} (organization certificate pinned by the proxy)");
-    let mut pcfg = ProxyConfig::in_dir(&cfg.state);
-    pcfg.registrar = Some(lab.registrar_url.clone());
-    pcfg.gateway = Some((gateway_url, gateway_pin));
-    let proxy: RunningProxy = pledge::proxy::start(&pcfg, None).await?;
-    println!("   socket {}", proxy.socket.display());
-    s.done("proxy serving");
+    let cfg = bootstrap_step(&lab, &serial, format).await?;
+    let (proxy, gateway_task) = proxy_step(&lab, &gateway, &cfg).await?;
 
     let client = AgentApiClient::new(Endpoint::Unix(proxy.socket.clone()), Duration::from_secs(30));
     let bundle = client.bundle().await?;
     let trust = relying_trust(&lab, &bundle.jwks, &alice, &gateway)?;
     let agents = dir.join("agents").join(&serial);
-
-    let s = Step::start(5, "agent 1: a credential with no owner");
-    let c =
-        agent(&client, &bundle.issuance_uri, &agents, "assistant", Model::None, None, |_| Ok(None)).await?;
-    report(&c, &trust)?;
-    s.done("issued and verified");
-
-    let s = Step::start(6, "agent 2, model 1: the owner signs the agent's request offline");
-    let owner = OwnerIdentity::load(&alice)?;
-    let c =
-        agent(&client, &bundle.issuance_uri, &agents, "planner", Model::AgentMediated, Some(ALICE), |acr| {
-            let now = shared::agent::jwt::unix_now();
-            let opts = owner::sign::SignOptions::default();
-            let reviewed = owner::sign::review(&owner, acr, &opts, now)?;
-            Ok(Some(owner::sign::sign(&owner, &reviewed, &opts, now)?))
-        })
-        .await?;
-    report(&c, &trust)?;
-    s.done("issued with alice's approval, verified");
-
-    let s = Step::start(7, "agent 3, model 3: the server challenges the owner, who answers");
-    let responder = spawn_responder(&alice, &lab);
-    let c = agent(
-        &client,
-        &bundle.issuance_uri,
-        &agents,
-        "researcher",
-        Model::ServerMediated,
-        Some(ALICE),
-        |_| Ok(None),
-    )
-    .await?;
-    let _ = responder.join();
-    report(&c, &trust)?;
-    s.done("issued after alice answered the challenge, verified");
-
-    let s = Step::start(8, "agent 4, model 2: the owner's gateway approves after its policy check");
-    let c = agent(
-        &client,
-        &bundle.issuance_uri,
-        &agents,
-        "lab-assistant",
-        Model::OwnerMediated,
-        Some(GATEWAY),
-        |_| Ok(None),
-    )
-    .await?;
-    report(&c, &trust)?;
-    s.done("issued through the gateway (proxy -> gateway -> server), verified");
-
-    let s = Step::start(9, "the metrics of the registrar, the MASA and the proxy");
-    print_metrics(&lab).await?;
-    for line in proxy.proxy.metrics().render().lines().filter(|l| l.starts_with("brski_requests_total")) {
-        println!("   {line}");
-    }
-    s.done("counters above");
+    let run = AgentRun { client: &client, aud: &bundle.issuance_uri, dir: &agents, trust: &trust };
+    no_owner_step(&run).await?;
+    owner_signs_step(&run, &alice).await?;
+    server_challenges_step(&run, &alice, &lab).await?;
+    gateway_approves_step(&run).await?;
+    metrics_step(&lab, &proxy).await?;
 
     println!("\nArtifacts:");
     println!("   state            {}", dir.display());
@@ -178,6 +100,144 @@ async fn demo(dir: &Path, a: &DemoArgs) -> anyhow::Result<()> {
         keep_running(&lab, &proxy, &cfg.state).await;
     }
     gateway_task.abort();
+    Ok(())
+}
+
+/// Step 1: the two owners' directories (made by the first run, reused after).
+fn owners_step(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let s = Step::start(1, "owners: alice (a person's key) and the research gateway (an organization)");
+    let alice = owner_dir(dir, "alice", ALICE)?;
+    let gateway = owner_dir(dir, "gateway", GATEWAY)?;
+    s.done(&format!("owner keys in {} and {}", alice.display(), gateway.display()));
+    Ok((alice, gateway))
+}
+
+/// Step 2: the MASA and the registrar, with the agent policy naming both owners.
+async fn servers_step(dir: &Path, alice: &Path, gateway: &Path) -> anyhow::Result<Lab> {
+    let s = Step::start(2, "MASA (manufacturer) and registrar (Identity Server) on loopback");
+    let options = LabOptions { agent_policy: Some(policy(alice, gateway)), ..LabOptions::default() };
+    let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
+    println!("   MASA      https://{}", lab.masa_addr);
+    println!("   registrar {} (BRSKI, EST and the agent API on one TLS port)", lab.registrar_url);
+    s.done("both serving");
+    Ok(lab)
+}
+
+/// Step 3: a new pledge `serial` bootstraps with BRSKI to an LDevID; returns its configuration.
+async fn bootstrap_step(lab: &Lab, serial: &str, format: Format) -> anyhow::Result<PledgeConfig> {
+    let s =
+        Step::start(3, &format!("a factory-fresh pledge {serial} bootstraps with BRSKI ({format} voucher)"));
+    let (cfg, id) = lab.pledge(serial, format).await.map_err(anyhow::Error::msg)?;
+    println!("   IDevID minted by the MASA: {}", cfg.state.join("idevid.pem").display());
+    let out = pledge::bootstrap(&cfg, &id).await?;
+    println!(
+        "   voucher verified and stored: {}",
+        out.files.voucher.as_deref().unwrap_or(Path::new("-")).display()
+    );
+    println!("   LDevID from the domain CA over EST (tls-exporter bound): {}", out.files.cert.display());
+    s.done("pledge enrolled");
+    Ok(cfg)
+}
+
+/// Step 4: the research gateway starts, and the enrolled pledge serves the Agent API as the
+/// Identity Proxy (upstream: the registrar; model 2: the pinned gateway).
+async fn proxy_step(
+    lab: &Lab,
+    gateway: &Path,
+    cfg: &PledgeConfig,
+) -> anyhow::Result<(RunningProxy, tokio::task::JoinHandle<()>)> {
+    let s =
+        Step::start(4, "the research gateway (model 2 owner) starts; the pledge becomes the Identity Proxy");
+    let (gateway_url, gateway_pin, gateway_task) = start_gateway(gateway, lab).await?;
+    println!("   gateway {gateway_url} (organization certificate pinned by the proxy)");
+    let mut pcfg = ProxyConfig::in_dir(&cfg.state);
+    pcfg.registrar = Some(lab.registrar_url.clone());
+    pcfg.gateway = Some((gateway_url, gateway_pin));
+    let proxy: RunningProxy = pledge::proxy::start(&pcfg, None).await?;
+    println!("   socket {}", proxy.socket.display());
+    s.done("proxy serving");
+    Ok((proxy, gateway_task))
+}
+
+/// What the agent steps (5 to 8) share.
+struct AgentRun<'a> {
+    /// The Agent API client on the proxy's socket.
+    client: &'a AgentApiClient,
+    /// The issuance URI (the audience of every agent request).
+    aud: &'a str,
+    /// Where each agent's files go (one directory per agent).
+    dir: &'a Path,
+    /// What the relying party that checks each credential trusts.
+    trust: &'a RelyingTrust,
+}
+
+impl AgentRun<'_> {
+    /// Obtains the credential of agent `name` (see [`agent`]).
+    async fn agent(
+        &self,
+        name: &str,
+        model: Model,
+        owner: Option<&str>,
+        approve: impl FnOnce(&str) -> anyhow::Result<Option<String>>,
+    ) -> anyhow::Result<Credential> {
+        agent(self.client, self.aud, self.dir, name, model, owner, approve).await
+    }
+}
+
+/// Step 5: an agent credential with no owner.
+async fn no_owner_step(run: &AgentRun<'_>) -> anyhow::Result<()> {
+    let s = Step::start(5, "agent 1: a credential with no owner");
+    let c = run.agent("assistant", Model::None, None, |_| Ok(None)).await?;
+    report(&c, run.trust)?;
+    s.done("issued and verified");
+    Ok(())
+}
+
+/// Step 6, model 1: alice reviews and signs the agent's request offline.
+async fn owner_signs_step(run: &AgentRun<'_>, alice: &Path) -> anyhow::Result<()> {
+    let s = Step::start(6, "agent 2, model 1: the owner signs the agent's request offline");
+    let owner = OwnerIdentity::load(alice)?;
+    let c = run
+        .agent("planner", Model::AgentMediated, Some(ALICE), |acr| {
+            let now = shared::agent::jwt::unix_now();
+            let opts = owner::sign::SignOptions::default();
+            let reviewed = owner::sign::review(&owner, acr, &opts, now)?;
+            Ok(Some(owner::sign::sign(&owner, &reviewed, &opts, now)?))
+        })
+        .await?;
+    report(&c, run.trust)?;
+    s.done("issued with alice's approval, verified");
+    Ok(())
+}
+
+/// Step 7, model 3: the server challenges alice, whose responder answers.
+async fn server_challenges_step(run: &AgentRun<'_>, alice: &Path, lab: &Lab) -> anyhow::Result<()> {
+    let s = Step::start(7, "agent 3, model 3: the server challenges the owner, who answers");
+    let responder = spawn_responder(alice, lab);
+    let c = run.agent("researcher", Model::ServerMediated, Some(ALICE), |_| Ok(None)).await?;
+    let _ = responder.join();
+    report(&c, run.trust)?;
+    s.done("issued after alice answered the challenge, verified");
+    Ok(())
+}
+
+/// Step 8, model 2: the proxy asks the owner's gateway, which approves after its policy check.
+async fn gateway_approves_step(run: &AgentRun<'_>) -> anyhow::Result<()> {
+    let s = Step::start(8, "agent 4, model 2: the owner's gateway approves after its policy check");
+    let c = run.agent("lab-assistant", Model::OwnerMediated, Some(GATEWAY), |_| Ok(None)).await?;
+    report(&c, run.trust)?;
+    s.done("issued through the gateway (proxy -> gateway -> server), verified");
+    Ok(())
+}
+
+/// Step 9: the counters of the registrar, the MASA and the proxy.
+async fn metrics_step(lab: &Lab, proxy: &RunningProxy) -> anyhow::Result<()> {
+    let s = Step::start(9, "the metrics of the registrar, the MASA and the proxy");
+    print_metrics(lab).await?;
+    for line in proxy.proxy.metrics().render().lines().filter(|l| l.starts_with("brski_requests_total")) {
+        println!("   {line}");
+    }
+    s.done("counters above");
     Ok(())
 }
 
@@ -380,6 +440,7 @@ async fn print_metrics(lab: &Lab) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints how to talk to the servers, then waits for Ctrl-C.
 async fn keep_running(lab: &Lab, proxy: &RunningProxy, pledge: &Path) {
     let ca = lab.registrar.config().state.join("domain-ca.pem");
     println!("\nServers keep running (Ctrl-C to stop). Try:");

@@ -155,6 +155,8 @@ pub struct Pkcs11Uri {
 }
 
 impl Pkcs11Uri {
+    /// Parses a `pkcs11:` URI: path attributes split on `;`, query attributes on `&`, each
+    /// percent-decoded; the key must be named by `object=` or `id=`.
     fn parse(s: &str) -> Result<Self, KeyError> {
         let bad = |why: String| KeyError::UnsupportedUri(format!("{} ({why})", redact_pin(s)));
         let rest = s.strip_prefix("pkcs11:").ok_or_else(|| bad("not a pkcs11: URI".into()))?;
@@ -170,50 +172,10 @@ impl Pkcs11Uri {
         };
         let mut module_path = None;
         for attr in path.split(';').filter(|a| !a.is_empty()) {
-            let (name, value) = attr.split_once('=').ok_or_else(|| bad(format!("'{attr}' has no '='")))?;
-            let bytes = pct_decode(value).ok_or_else(|| bad(format!("bad percent-encoding in {name}")))?;
-            let text = || String::from_utf8(bytes.clone()).map_err(|_| bad(format!("{name} is not UTF-8")));
-            match name {
-                "token" => uri.token = Some(text()?),
-                "serial" => uri.serial = Some(text()?),
-                "slot-id" => {
-                    uri.slot_id = Some(text()?.parse().map_err(|_| bad("slot-id is not a number".into()))?)
-                }
-                "object" => uri.object = Some(text()?),
-                "id" => uri.id = Some(bytes),
-                "type" if text()? == "private" => {}
-                "type" => return Err(bad("only type=private names a signing key".into())),
-                // Informational attributes that do not change which key is meant.
-                "manufacturer"
-                | "model"
-                | "library-manufacturer"
-                | "library-description"
-                | "library-version"
-                | "slot-description"
-                | "slot-manufacturer" => {}
-                _ => return Err(bad(format!("unknown path attribute '{name}'"))),
-            }
+            uri.path_attribute(attr).map_err(bad)?;
         }
         for attr in query.split('&').filter(|a| !a.is_empty()) {
-            let (name, value) = attr.split_once('=').ok_or_else(|| {
-                bad(format!("'{name}' has no '='", name = attr.split('=').next().unwrap_or("")))
-            })?;
-            let bytes = pct_decode(value).ok_or_else(|| bad(format!("bad percent-encoding in {name}")))?;
-            let text = String::from_utf8(bytes).map_err(|_| bad(format!("{name} is not UTF-8")))?;
-            match name {
-                "module-path" => module_path = Some(PathBuf::from(text)),
-                "pin-value" => uri.pin = Some(PinSource::Value(text)),
-                "pin-source" => {
-                    let path = text.strip_prefix("file://").or_else(|| text.strip_prefix("file:"));
-                    let path = match path {
-                        Some(p) => p,
-                        None if text.starts_with('/') => text.as_str(),
-                        None => return Err(bad("pin-source must be file:<path>".into())),
-                    };
-                    uri.pin = Some(PinSource::File(PathBuf::from(path)));
-                }
-                _ => return Err(bad(format!("unsupported query attribute '{name}'"))),
-            }
+            uri.query_attribute(attr, &mut module_path).map_err(bad)?;
         }
         if uri.object.is_none() && uri.id.is_none() {
             return Err(bad("name the key with object= or id=".into()));
@@ -222,6 +184,59 @@ impl Pkcs11Uri {
             uri.module_path = p;
         }
         Ok(uri)
+    }
+
+    /// Takes one path attribute `name=value` (RFC 7512 §2.3); `Err` says why it is refused.
+    fn path_attribute(&mut self, attr: &str) -> Result<(), String> {
+        let (name, value) = attr.split_once('=').ok_or_else(|| format!("'{attr}' has no '='"))?;
+        let bytes = pct_decode(value).ok_or_else(|| format!("bad percent-encoding in {name}"))?;
+        let text = || String::from_utf8(bytes.clone()).map_err(|_| format!("{name} is not UTF-8"));
+        match name {
+            "token" => self.token = Some(text()?),
+            "serial" => self.serial = Some(text()?),
+            "slot-id" => {
+                self.slot_id = Some(text()?.parse().map_err(|_| "slot-id is not a number".to_string())?)
+            }
+            "object" => self.object = Some(text()?),
+            "id" => self.id = Some(bytes),
+            "type" if text()? == "private" => {}
+            "type" => return Err("only type=private names a signing key".into()),
+            // Informational attributes that do not change which key is meant.
+            "manufacturer"
+            | "model"
+            | "library-manufacturer"
+            | "library-description"
+            | "library-version"
+            | "slot-description"
+            | "slot-manufacturer" => {}
+            _ => return Err(format!("unknown path attribute '{name}'")),
+        }
+        Ok(())
+    }
+
+    /// Takes one query attribute `name=value` (RFC 7512 §2.4); `module-path` goes to
+    /// `module_path`, applied after all attributes. `Err` says why it is refused.
+    fn query_attribute(&mut self, attr: &str, module_path: &mut Option<PathBuf>) -> Result<(), String> {
+        let (name, value) = attr
+            .split_once('=')
+            .ok_or_else(|| format!("'{name}' has no '='", name = attr.split('=').next().unwrap_or("")))?;
+        let bytes = pct_decode(value).ok_or_else(|| format!("bad percent-encoding in {name}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8"))?;
+        match name {
+            "module-path" => *module_path = Some(PathBuf::from(text)),
+            "pin-value" => self.pin = Some(PinSource::Value(text)),
+            "pin-source" => {
+                let path = text.strip_prefix("file://").or_else(|| text.strip_prefix("file:"));
+                let path = match path {
+                    Some(p) => p,
+                    None if text.starts_with('/') => text.as_str(),
+                    None => return Err("pin-source must be file:<path>".into()),
+                };
+                self.pin = Some(PinSource::File(PathBuf::from(path)));
+            }
+            _ => return Err(format!("unsupported query attribute '{name}'")),
+        }
+        Ok(())
     }
 }
 
@@ -354,72 +369,4 @@ pub fn load_signer(uri: &str) -> Result<Box<dyn Signer>, KeyError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_rfc7512_uri() {
-        let u: KeyUri = "pkcs11:token=My%20CA;object=ca-key;id=%01%02;type=private\
-                         ?module-path=/opt/lib/p11.so&pin-value=1234"
-            .parse()
-            .unwrap();
-        let KeyUri::Pkcs11(u) = u else { panic!("not pkcs11") };
-        assert_eq!(u.token.as_deref(), Some("My CA"));
-        assert_eq!(u.object.as_deref(), Some("ca-key"));
-        assert_eq!(u.id.as_deref(), Some(&[1u8, 2][..]));
-        assert_eq!(u.module_path, PathBuf::from("/opt/lib/p11.so"));
-        assert_eq!(u.pin, Some(PinSource::Value("1234".into())));
-        let shown = u.to_string();
-        assert!(!shown.contains("1234"), "{shown}");
-        assert!(!format!("{u:?}").contains("1234"));
-        assert!(shown.contains("pin-value=***"));
-    }
-
-    #[test]
-    fn pkcs11_defaults_and_pin_source() {
-        let KeyUri::Pkcs11(u) = "pkcs11:object=k?pin-source=file:/run/pin".parse().unwrap() else {
-            panic!("not pkcs11")
-        };
-        assert_eq!(u.module_path, PathBuf::from(DEFAULT_PKCS11_MODULE));
-        assert_eq!(u.pin, Some(PinSource::File("/run/pin".into())));
-        assert_eq!(u.to_string(), "pkcs11:object=k;type=private?pin-source=file:/run/pin");
-    }
-
-    #[test]
-    fn pkcs11_errors_hide_the_pin() {
-        for bad in [
-            "pkcs11:token=T?pin-value=s3cret",
-            "pkcs11:object=k;type=cert?pin-value=s3cret",
-            "pkcs11:object=k;bogus=1?pin-value=s3cret&x=1",
-            "pkcs11:object=%zz?pin-value=s3cret",
-        ] {
-            let e = bad.parse::<KeyUri>().unwrap_err().to_string();
-            assert!(!e.contains("s3cret"), "{e}");
-            assert!(e.contains("pin-value=***"), "{e}");
-        }
-    }
-
-    #[test]
-    fn parses_tpm_uris() {
-        let u: KeyUri = "tpm:handle=0x81020001?tcti=swtpm:path=/run/s%26t/sock".parse().unwrap();
-        let KeyUri::Tpm(t) = &u else { panic!("not tpm") };
-        assert_eq!(t.handle, 0x8102_0001);
-        assert_eq!(t.tcti.as_deref(), Some("swtpm:path=/run/s&t/sock"));
-        assert_eq!(u.to_string().parse::<KeyUri>().unwrap(), u);
-        let KeyUri::Tpm(d) = "tpm:handle=2164391938".parse().unwrap() else { panic!("not tpm") };
-        assert_eq!((d.handle, d.tcti), (0x8102_0002, None));
-        for bad in
-            ["tpm:", "tpm:handle=0x80000001", "tpm:handle=zz", "tpm:handle=0x81000001?x=1", "tpm:key=1"]
-        {
-            assert!(bad.parse::<KeyUri>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn redacts_every_pin_value() {
-        assert_eq!(
-            redact_pin("pkcs11:a?pin-value=1&b=2&pin-value=3"),
-            "pkcs11:a?pin-value=***&b=2&pin-value=***"
-        );
-    }
-}
+mod tests;

@@ -40,7 +40,7 @@ struct Job {
     oa: Option<String>,
 }
 
-/// Runs the benchmark.
+/// Runs the benchmark: the lab and the proxy, the prepared agents, the timed run, the summary.
 pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
     if a.count == 0 || a.concurrency == 0 {
         bail!("--count and --concurrency must be positive");
@@ -49,19 +49,7 @@ pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("brski-bench-agent-{}", std::process::id())), true),
     };
-    let alice = crate::cli::demo::owner_dir(&dir, "alice", crate::cli::demo::ALICE)?;
-    let gateway = crate::cli::demo::owner_dir(&dir, "gateway", crate::cli::demo::GATEWAY)?;
-    let options = LabOptions {
-        agent_policy: Some(crate::cli::demo::policy(&alice, &gateway)),
-        ..LabOptions::default()
-    };
-    let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
-    let (cfg, id) = lab.pledge("bench-proxy", Format::Cms).await.map_err(anyhow::Error::msg)?;
-    pledge::bootstrap(&cfg, &id).await?;
-    let mut pcfg = pledge::proxy::ProxyConfig::in_dir(&cfg.state);
-    pcfg.registrar = Some(lab.registrar_url.clone());
-    pcfg.max_connections = a.concurrency.max(64);
-    let proxy = pledge::proxy::start(&pcfg, None).await?;
+    let (lab, proxy, alice) = start_proxy(&dir, a.concurrency).await?;
     let client = Arc::new(AgentApiClient::new(Endpoint::Unix(proxy.socket.clone()), Duration::from_secs(30)));
     let aud = client.bundle().await?.issuance_uri;
     let model1 = a.model == "agent-mediated";
@@ -71,9 +59,6 @@ pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
         if model1 { ", requests and owner approvals" } else { "" }
     );
     let jobs = prepare(a.count, model1, &aud, &alice)?;
-    let queue = Arc::new(Mutex::new(jobs));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(a.count)));
-    let failures = Arc::new(Mutex::new(Vec::new()));
     eprintln!(
         "{} credentials (model {}), {} at a time, through {} ...",
         a.count,
@@ -81,36 +66,14 @@ pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
         a.concurrency,
         proxy.socket.display()
     );
-    let started = Instant::now();
-    let workers: Vec<_> = (0..a.concurrency)
-        .map(|_| {
-            let (queue, latencies, failures, client, aud) =
-                (queue.clone(), latencies.clone(), failures.clone(), client.clone(), aud.clone());
-            tokio::spawn(async move {
-                loop {
-                    let Some(job) = queue.lock().ok().and_then(|mut q| q.pop()) else { return };
-                    let t = Instant::now();
-                    match one(&client, &aud, &job).await {
-                        Ok(()) => latencies.lock().map(|mut l| l.push(t.elapsed())).unwrap_or(()),
-                        Err(e) => {
-                            failures.lock().map(|mut f| f.push(format!("{}: {e}", job.id))).unwrap_or(())
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await?;
-    }
-    let elapsed = started.elapsed();
+    let (tally, elapsed) = run(jobs, a.concurrency, &client, &aud).await?;
     drop(proxy);
     drop(lab);
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
-    let failures = failures.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
+    let mut lat = tally.latencies.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
+    let failures = tally.failures.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?.clone();
     println!("{}", super::report::summary("credentials", &mut lat, elapsed, failures.len()));
     if let Some(first) = failures.first() {
         eprintln!("first failure: {first}");
@@ -119,6 +82,77 @@ pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The lab in `dir` (MASA, registrar with the demo's agent policy) and one bootstrapped pledge
+/// serving as the Identity Proxy, with room for `concurrency` connections; also alice's owner
+/// directory (model 1 approvals).
+async fn start_proxy(
+    dir: &std::path::Path,
+    concurrency: usize,
+) -> anyhow::Result<(Lab, pledge::proxy::RunningProxy, PathBuf)> {
+    let alice = crate::cli::demo::owner_dir(dir, "alice", crate::cli::demo::ALICE)?;
+    let gateway = crate::cli::demo::owner_dir(dir, "gateway", crate::cli::demo::GATEWAY)?;
+    let options = LabOptions {
+        agent_policy: Some(crate::cli::demo::policy(&alice, &gateway)),
+        ..LabOptions::default()
+    };
+    let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
+    let (cfg, id) = lab.pledge("bench-proxy", Format::Cms).await.map_err(anyhow::Error::msg)?;
+    pledge::bootstrap(&cfg, &id).await?;
+    let mut pcfg = pledge::proxy::ProxyConfig::in_dir(&cfg.state);
+    pcfg.registrar = Some(lab.registrar_url.clone());
+    pcfg.max_connections = concurrency.max(64);
+    let proxy = pledge::proxy::start(&pcfg, None).await?;
+    Ok((lab, proxy, alice))
+}
+
+/// What the workers recorded: the latency of each credential, and each failure.
+struct Tally {
+    /// One entry per credential obtained.
+    latencies: Mutex<Vec<Duration>>,
+    /// `agent id: error` per failed request.
+    failures: Mutex<Vec<String>>,
+}
+
+/// The timed part: `concurrency` workers take jobs until none is left; returns what they
+/// recorded and the wall-clock time.
+async fn run(
+    jobs: Vec<Job>,
+    concurrency: usize,
+    client: &Arc<AgentApiClient>,
+    aud: &str,
+) -> anyhow::Result<(Arc<Tally>, Duration)> {
+    let tally = Arc::new(Tally {
+        latencies: Mutex::new(Vec::with_capacity(jobs.len())),
+        failures: Mutex::new(Vec::new()),
+    });
+    let queue = Arc::new(Mutex::new(jobs));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (queue, tally, client, aud) = (queue.clone(), tally.clone(), client.clone(), aud.to_string());
+            tokio::spawn(async move {
+                loop {
+                    let Some(job) = queue.lock().ok().and_then(|mut q| q.pop()) else { return };
+                    let t = Instant::now();
+                    match one(&client, &aud, &job).await {
+                        Ok(()) => tally.latencies.lock().map(|mut l| l.push(t.elapsed())).unwrap_or(()),
+                        Err(e) => tally
+                            .failures
+                            .lock()
+                            .map(|mut f| f.push(format!("{}: {e}", job.id)))
+                            .unwrap_or(()),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    Ok((tally, started.elapsed()))
+}
+
+/// The credential request of agent `id` (model 1: owned by alice).
 fn spec(id: &str, model1: bool) -> CredentialSpec {
     CredentialSpec {
         id: Some(id.to_string()),

@@ -12,38 +12,15 @@ use super::issue::{Approved, OwnerBound};
 use super::service::AgentService;
 use crate::state::Registrar;
 use est::http::Reason;
-use serde::Deserialize;
-use serde_json::Value;
 use shared::agent::evidence::{eat_from_cmw, verify_eat, EvidenceClaims};
 use shared::agent::oa::{OaBinding, OaCheck, OwnerApproval};
 use shared::agent::tpm_quote::{appraise_quote, quote_nonce, tpm_quote_from_cmw, AppraisedQuote};
+use shared::agent::wire::CredentialRequest;
 use shared::agent::{verify_acr, verify_oa, Acr, AgentError, AgentId, Model};
 use shared::b64;
 use shared::pki::{self, San};
 use shared::signed::cose::CoseSigned;
 use shared::Verified;
-
-/// The body of `POST /agent/v1/credentials`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CredentialRequest {
-    /// The compact ACR.
-    pub acr: String,
-    /// The compact OA, if any.
-    #[serde(default)]
-    pub oa: Option<String>,
-    /// The CMW collection.
-    pub evidence: Value,
-    /// The proxy's LDevID hash.
-    #[serde(default)]
-    pub proxy: Option<ProxyRef>,
-}
-
-/// `{"ldevid_sha256": ...}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProxyRef {
-    /// b64url SHA-256 of the proxy's LDevID.
-    pub ldevid_sha256: String,
-}
 
 /// What to do after the checks.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ use shared::agent::evidence::EvidenceClaims;
 use shared::agent::jwt::new_jti;
 use shared::agent::oa::Constraints;
 use shared::agent::tpm_quote::AppraisedQuote;
+use shared::agent::wire::Credential;
 use shared::agent::wit::{sign_wit, Confirmation, OwnerClaim, WitClaims, WIT_MAX_LIFE};
 use shared::agent::{Acr, AgentError, AgentId, Model};
 use shared::b64;
@@ -85,7 +86,7 @@ pub async fn issue(
     ap: &Approved,
     id: &str,
     now: i64,
-) -> Result<Value, Refusal> {
+) -> Result<Credential, Refusal> {
     let started = std::time::Instant::now();
     let want = |f: &str| ap.formats.iter().any(|x| x == f);
     let cert = if want("x509") { Some(certificate(reg, svc, ap)?) } else { None };
@@ -116,17 +117,17 @@ pub async fn issue(
     tracing::info!(agent = %ap.agent_id, caller = %ap.caller, model = %ap.acr.claims.req.model,
         owner = ap.owner.as_ref().map(|o| o.owner_id.as_str()).unwrap_or("-"), "agent credential issued");
     let x509 = cert.as_ref().map(shared::pki::cert_to_pem).transpose().map_err(Refusal::internal)?;
-    Ok(json!({
-        "id": id,
-        "agent_id": ap.agent_id.as_str(),
-        "model": ap.acr.claims.req.model,
-        "owner": ap.owner.as_ref().map(|o| o.owner_id.clone()),
-        "x509": x509,
-        "ca_pem": shared::pki::cert_to_pem(reg.domain_ca()).map_err(Refusal::internal)?,
-        "wit": wit,
-        "not_after": not_after,
-        "grant_exp": ap.owner.as_ref().map(|o| o.grant_exp),
-    }))
+    Ok(Credential {
+        id: id.to_string(),
+        agent_id: ap.agent_id.as_str().to_string(),
+        model: ap.acr.claims.req.model,
+        owner: ap.owner.as_ref().map(|o| o.owner_id.clone()),
+        x509,
+        ca_pem: shared::pki::cert_to_pem(reg.domain_ca()).map_err(Refusal::internal)?,
+        wit,
+        not_after,
+        grant_exp: ap.owner.as_ref().map(|o| o.grant_exp),
+    })
 }
 
 fn certificate(

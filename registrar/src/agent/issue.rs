@@ -21,6 +21,7 @@ use shared::agent::wit::{sign_wit, Confirmation, OwnerClaim, WitClaims, WIT_MAX_
 use shared::agent::{Acr, AgentError, AgentId, Model};
 use shared::b64;
 use shared::store::AuditEvent;
+use shared::Verified;
 use std::time::Duration;
 
 /// A request that passed every check.
@@ -28,8 +29,10 @@ use std::time::Duration;
 pub struct Approved {
     /// The agent id.
     pub agent_id: AgentId,
-    /// The verified ACR.
-    pub acr: Acr,
+    /// The ACR as `verify_acr` returned it: the proof that its proof of possession, audience,
+    /// time and type were checked travels with it into issuance (the certificate and the WIT
+    /// are made for its key).
+    pub acr: Verified<Acr>,
     /// Lifetime to issue (seconds).
     pub ttl: u64,
     /// Formats to issue.

@@ -6,10 +6,10 @@
 //! qualifying data, the PCR policy) -> agent id and the proxy's policy -> the owner approval
 //! for the model (or a stored grant, or a model 3 challenge) -> lifetime and formats -> issuance.
 
-use super::caller::{cert_hash, proxy_facts, Caller, ProxyFacts};
+use super::caller::{cert_hash, proxy_facts};
 use super::error::Refusal;
 use super::grants::{self, Grant};
-use super::issue::{Approved, OwnerBound};
+use super::model::{Approved, Caller, OwnerBound, ProxyFacts};
 use super::service::AgentService;
 use crate::state::Registrar;
 use est::http::Reason;

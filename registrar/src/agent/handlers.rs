@@ -1,10 +1,11 @@
 //! The agent routes on the registrar's TLS port (docs/agent-api.md): nonce, bundle,
 //! credentials (issue, 202 for model 3, poll), and the owner's challenge endpoints.
 
-use super::caller::{identify, Caller};
+use super::caller::identify;
 use super::error::Refusal;
 use super::flow::{apply, check_oa, check_request, Next};
-use super::issue::{issue, Approved};
+use super::issue::issue;
+use super::model::{Approved, Caller};
 use super::pending::{Entry, State};
 use super::service::AgentService;
 use crate::state::Registrar;

@@ -2,9 +2,9 @@
 //! AgentOwnerBinding extension when owned) and the WIT over the same key, one audit record
 //! per credential with every `jti`, and the owner grant stored for renewals.
 
-use super::caller::ProxyFacts;
 use super::error::Refusal;
 use super::grants::{self, Grant};
+use super::model::{Approved, OwnerBound};
 use super::service::AgentService;
 use crate::state::Registrar;
 use serde_json::{json, Value};
@@ -12,75 +12,14 @@ use shared::agent::binding::{
     generalized_time, owner_general_name, AgentOwnerBinding, BindingModel, APPROVAL_FORMAT_JWS,
 };
 use shared::agent::cert::{issue_agent_certificate, AgentCertRequest};
-use shared::agent::evidence::EvidenceClaims;
 use shared::agent::jwt::new_jti;
-use shared::agent::oa::Constraints;
 use shared::agent::tpm_quote::AppraisedQuote;
 use shared::agent::wire::Credential;
 use shared::agent::wit::{sign_wit, Confirmation, OwnerClaim, WitClaims, WIT_MAX_LIFE};
-use shared::agent::{Acr, AgentError, AgentId, Model};
+use shared::agent::AgentError;
 use shared::b64;
 use shared::store::AuditEvent;
-use shared::Verified;
 use std::time::Duration;
-
-/// A request that passed every check.
-#[derive(Debug, Clone)]
-pub struct Approved {
-    /// The agent id.
-    pub agent_id: AgentId,
-    /// The ACR as `verify_acr` returned it: the proof that its proof of possession, audience,
-    /// time and type were checked travels with it into issuance (the certificate and the WIT
-    /// are made for its key).
-    pub acr: Verified<Acr>,
-    /// Lifetime to issue (seconds).
-    pub ttl: u64,
-    /// Formats to issue.
-    pub formats: Vec<String>,
-    /// The proxy.
-    pub proxy: ProxyFacts,
-    /// Who called (for the audit record).
-    pub caller: String,
-    /// The appraised evidence.
-    pub evidence: EvidenceClaims,
-    /// The appraised TPM quote, when the evidence carried one and the policy appraises quotes.
-    pub tpm_quote: Option<AppraisedQuote>,
-    /// The owner binding, if any.
-    pub owner: Option<OwnerBound>,
-}
-
-/// A verified owner binding.
-#[derive(Debug, Clone)]
-pub struct OwnerBound {
-    /// Owner id.
-    pub owner_id: String,
-    /// Owner key id.
-    pub kid: String,
-    /// Owner key (DER SubjectPublicKeyInfo).
-    pub spki: Vec<u8>,
-    /// Model.
-    pub model: Model,
-    /// The compact OA.
-    pub oa_text: String,
-    /// The OA's iat.
-    pub approved_at: i64,
-    /// The grant's end.
-    pub grant_exp: i64,
-    /// Model 2: gateway certificate hash.
-    pub org_hash: Option<String>,
-    /// Model 3: challenge hash.
-    pub chal_hash: Option<String>,
-    /// Organization (subject template).
-    pub organization: Option<String>,
-    /// Unit (subject template).
-    pub unit: Option<String>,
-    /// The owner's constraints.
-    pub constraints: Option<Constraints>,
-    /// A fresh approval (stored as a grant) rather than a renewal under a stored grant.
-    pub new_grant: bool,
-    /// The OA's `jti` (a fresh approval only).
-    pub oa_jti: Option<String>,
-}
 
 /// Issues the credential and returns the 200 body.
 pub async fn issue(

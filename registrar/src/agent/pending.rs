@@ -2,7 +2,7 @@
 //! restart drops them; the proxy's poll then gets 404 and the agent asks again).
 
 use super::error::Refusal;
-use super::issue::Approved;
+use super::model::Approved;
 use est::http::Reason;
 use shared::agent::wire::Credential;
 use std::collections::HashMap;

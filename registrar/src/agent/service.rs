@@ -29,7 +29,7 @@ pub struct AgentService {
     /// Pending model 3 requests.
     pub pending: Pending,
     /// Callers already identified, by certificate.
-    pub callers: super::caller::CallerCache,
+    pub callers: super::callers::CallerCache,
 }
 
 impl std::fmt::Debug for AgentService {

@@ -11,11 +11,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
-use shared::agent::acr::{credential_request_body, new_acr_claims, CREDENTIAL_REQUEST_MEDIA_TYPE};
+use shared::agent::acr::{new_acr_claims, CREDENTIAL_REQUEST_MEDIA_TYPE};
 use shared::agent::jwk::spki_thumbprint;
 use shared::agent::jwt::unix_now;
+use shared::agent::wire::{AgentApiRequest, NonceReply, Pending};
 use shared::agent::{sign_acr, CredentialSpec, AGENT_API_HEADER};
 use shared::keys::{Signer, SoftwareKey};
 use shared::pki;
@@ -119,46 +120,9 @@ impl ApiReply {
     }
 }
 
-/// The trust domain's bundle: `GET /v1/bundle`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bundle {
-    /// The trust domain.
-    pub trust_domain: String,
-    /// The ACR audience.
-    pub issuance_uri: String,
-    /// The domain CA certificates (PEM).
-    pub ca_pem: String,
-    /// The WIT signing keys.
-    pub jwks: Value,
-}
-
-/// An issued credential (the 200 answer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Credential {
-    /// The request id.
-    pub id: String,
-    /// The agent id.
-    pub agent_id: String,
-    /// The issuance model.
-    pub model: String,
-    /// The owner id, for a dual-identity credential.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// The agent certificate (PEM).
-    #[serde(default)]
-    pub x509: Option<String>,
-    /// The domain CA (PEM).
-    #[serde(default)]
-    pub ca_pem: Option<String>,
-    /// The WIT.
-    #[serde(default)]
-    pub wit: Option<String>,
-    /// Expiry (Unix seconds).
-    pub not_after: i64,
-    /// End of the owner grant (Unix seconds).
-    #[serde(default)]
-    pub grant_exp: Option<i64>,
-}
+/// The trust domain's bundle (`GET /v1/bundle`) and an issued credential (the 200 answer):
+/// the wire types of `docs/agent-api.md`.
+pub use shared::agent::wire::{Bundle, Credential};
 
 /// The answer to a submission or a poll.
 #[derive(Debug, Clone)]
@@ -321,16 +285,15 @@ impl AgentApiClient {
         if r.status != StatusCode::OK {
             return Err(r.refused());
         }
-        r.json()?
-            .get("nonce")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| AgentClientError::Invalid("the nonce answer has no nonce".into()))
+        let reply: NonceReply = serde_json::from_value(r.json()?)
+            .map_err(|e| AgentClientError::Invalid(format!("the nonce answer: {e}")))?;
+        Ok(reply.nonce)
     }
 
     /// `POST /v1/credentials` with `{"acr", "oa"}`.
     pub async fn submit(&self, acr: &str, oa: Option<&str>) -> Result<Submitted, AgentClientError> {
-        let body = credential_request_body(acr, oa).to_string().into_bytes();
+        let body = AgentApiRequest { acr: acr.to_string(), oa: oa.map(str::to_string) };
+        let body = serde_json::to_vec(&body).map_err(|e| AgentClientError::Invalid(e.to_string()))?;
         let r =
             self.call(Method::POST, "/v1/credentials", Some((CREDENTIAL_REQUEST_MEDIA_TYPE, body))).await?;
         submitted(r)
@@ -395,8 +358,8 @@ fn submitted(r: ApiReply) -> Result<Submitted, AgentClientError> {
             Ok(Submitted::Issued(Box::new(c)))
         }
         StatusCode::ACCEPTED => {
-            let v = r.json()?;
-            let id = v.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let Pending { id, .. } = serde_json::from_value(r.json()?)
+                .map_err(|e| AgentClientError::Invalid(format!("pending answer: {e}")))?;
             let location = r.location.clone().unwrap_or_else(|| format!("/v1/credentials/{id}"));
             Ok(Submitted::Pending {
                 id,
@@ -532,9 +495,7 @@ pub fn save_credential(files: &AgentFiles, c: &Credential) -> Result<Vec<PathBuf
     if let Some(x) = &c.x509 {
         put(&files.cert, x)?;
     }
-    if let Some(ca) = &c.ca_pem {
-        put(&files.ca, ca)?;
-    }
+    put(&files.ca, &c.ca_pem)?;
     if let Some(w) = &c.wit {
         put(&files.wit, &format!("{w}\n"))?;
     }
@@ -591,10 +552,10 @@ mod tests {
         let c = Credential {
             id: "r".into(),
             agent_id: "wimse://td/agent/a".into(),
-            model: "none".into(),
+            model: shared::agent::Model::None,
             owner: None,
             x509: None,
-            ca_pem: None,
+            ca_pem: "CA".into(),
             wit: Some(wit),
             not_after: 0,
             grant_exp: None,
@@ -619,10 +580,10 @@ mod tests {
         let c = Credential {
             id: "r".into(),
             agent_id: "wimse://td/agent/a".into(),
-            model: "none".into(),
+            model: shared::agent::Model::None,
             owner: None,
             x509: Some("PEM".into()),
-            ca_pem: Some("CA".into()),
+            ca_pem: "CA".into(),
             wit: Some("w.i.t".into()),
             not_after: 0,
             grant_exp: None,

@@ -5,10 +5,12 @@
 use brski::lab::Lab;
 use est::client::{EstClient, EstConnection, RawReply};
 use est::tls::{client_config, ServerTrust};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use shared::agent::acr::new_acr_claims;
 use shared::agent::evidence::{cmw_collection, sign_eat, AgentSubmodule, EvidenceClaims, EAT_PROFILE};
 use shared::agent::jwt::unix_now;
+use shared::agent::wire::{CredentialRequest, NonceReply, ProxyRef};
 use shared::agent::{sign_acr, CredentialSpec};
 use shared::b64;
 use shared::keys::{load_key_file, Signer, SoftwareKey};
@@ -64,7 +66,8 @@ impl Proxy {
     pub async fn nonce(&mut self) -> String {
         let r = self.conn.get_raw("/agent/v1/nonce", None).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.detail());
-        json_of(&r)["nonce"].as_str().unwrap().to_string()
+        let reply: NonceReply = serde_json::from_slice(&r.body).expect("a nonce answer");
+        reply.nonce
     }
 
     /// b64url SHA-256 of the LDevID.
@@ -96,10 +99,21 @@ impl Proxy {
         cmw_collection(&sign_eat(&claims, self.key.as_ref(), &self.chain[..1]).unwrap(), None)
     }
 
-    /// POSTs a body to `/agent/v1/credentials`.
-    pub async fn post(&mut self, body: Value) -> RawReply {
+    /// The body a proxy sends for `acr` with `evidence`, naming this proxy's LDevID.
+    pub fn credential_request(&self, acr: &str, oa: Option<&str>, evidence: Value) -> CredentialRequest {
+        CredentialRequest {
+            acr: acr.to_string(),
+            oa: oa.map(str::to_string),
+            evidence,
+            proxy: Some(ProxyRef { ldevid_sha256: self.hash() }),
+        }
+    }
+
+    /// POSTs a body (a [`CredentialRequest`], or raw JSON for a malformed one) to
+    /// `/agent/v1/credentials`.
+    pub async fn post(&mut self, body: impl Serialize) -> RawReply {
         self.conn
-            .post_raw("/agent/v1/credentials", "application/json", None, body.to_string().into_bytes())
+            .post_raw("/agent/v1/credentials", "application/json", None, serde_json::to_vec(&body).unwrap())
             .await
             .unwrap()
     }
@@ -112,10 +126,8 @@ impl Proxy {
         oa: Option<&str>,
     ) -> RawReply {
         let (acr, evidence) = self.acr(agent_key, spec).await;
-        self.post(
-            json!({"acr": acr, "oa": oa, "evidence": evidence, "proxy": {"ldevid_sha256": self.hash()}}),
-        )
-        .await
+        let body = self.credential_request(&acr, oa, evidence);
+        self.post(body).await
     }
 
     /// An ACR for `spec` with a fresh server nonce, and its evidence.
@@ -129,9 +141,9 @@ impl Proxy {
     }
 
     /// The full request body (`oa` null) for `spec`, as a proxy sends it to a gateway.
-    pub async fn body(&mut self, agent_key: &SoftwareKey, spec: CredentialSpec) -> Value {
+    pub async fn body(&mut self, agent_key: &SoftwareKey, spec: CredentialSpec) -> CredentialRequest {
         let (acr, ev) = self.acr(agent_key, spec).await;
-        json!({"acr": acr, "oa": null, "evidence": ev, "proxy": {"ldevid_sha256": self.hash()}})
+        self.credential_request(&acr, None, ev)
     }
 }
 

@@ -208,7 +208,7 @@ async fn model_1_owner_signs_offline_and_the_renewal_reuses_the_grant() {
     .unwrap();
     let cred = c.obtain(&acr, Some(&oa), Duration::from_secs(30), &mut |_, _, _| {}).await.expect("issued");
     assert_eq!(cred.owner.as_deref(), Some(OWNER));
-    assert_eq!(cred.model, "agent-mediated");
+    assert_eq!(cred.model, Model::AgentMediated);
     let trust = relying(&bundle, Some(&w));
     let who = verify_agent_certificate(&[cert_of(&cred)], &trust).expect("dual identity accepted");
     let owner = who.owner.as_ref().expect("owner bound");
@@ -322,7 +322,7 @@ async fn model_3_owner_answers_the_challenge_while_the_agent_polls() {
         answer = c.poll(&location).await.unwrap();
     }
     let Submitted::Issued(cred) = answer else { panic!("still pending") };
-    assert_eq!(cred.model, "server-mediated");
+    assert_eq!(cred.model, Model::ServerMediated);
     let who = verify_agent_certificate(&[cert_of(&cred)], &relying(&bundle, Some(&w))).unwrap();
     assert_eq!(who.owner.as_ref().unwrap().model, Model::ServerMediated);
     openssl_verify(w._dir.path(), &bundle.ca_pem, cred.x509.as_ref().unwrap());
@@ -456,7 +456,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
     let cred =
         c.obtain(&acr, None, Duration::from_secs(30), &mut |_, _, _| {}).await.expect("issued via gateway");
     assert_eq!(cred.owner.as_deref(), Some(GATEWAY));
-    assert_eq!(cred.model, "owner-mediated");
+    assert_eq!(cred.model, Model::OwnerMediated);
     let mut trust = relying(&bundle, None);
     let gw_key = owner::identity::OwnerIdentity::load(&gw_dir).unwrap().key.public_key_der();
     trust.owner_anchors.push(OwnerAnchor { owner: GATEWAY.into(), kid: "gw-1".into(), spki_der: gw_key });

@@ -13,9 +13,10 @@ use e2e::agent::{connect_pinned, json_of, Proxy};
 use est::client::RawReply;
 use est::http::MEDIA_PROBLEM;
 use pledge::proxy::{self, ProxyConfig, RunningProxy};
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::agent::acr::{new_acr_claims, ACR_TYP};
 use shared::agent::jwt::{sign_jwt, unix_now};
+use shared::agent::wire::CredentialRequest;
 use shared::agent::{sign_acr, CredentialSpec, Model};
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki;
@@ -157,17 +158,17 @@ impl World {
     }
 
     /// The body a proxy sends for `acr`, with evidence binding `nonce`.
-    fn body(&self, acr: &str, nonce: &str, name: &str) -> Value {
+    fn body(&self, acr: &str, nonce: &str, name: &str) -> CredentialRequest {
         let ev = self.direct.evidence(nonce, acr, &spec(name).id.unwrap());
-        json!({"acr": acr, "oa": null, "evidence": ev, "proxy": {"ldevid_sha256": self.direct.hash()}})
+        self.direct.credential_request(acr, None, ev)
     }
 
-    async fn via_gateway(&mut self, body: Value) -> (u16, String) {
-        let bytes = body.to_string().into_bytes();
+    async fn via_gateway(&mut self, body: CredentialRequest) -> (u16, String) {
+        let bytes = serde_json::to_vec(&body).unwrap();
         answer_of(&self.gateway.post_raw(GATEWAY_PATH, "application/json", None, bytes).await.unwrap())
     }
 
-    async fn at_server_directly(&mut self, body: Value) -> (u16, String) {
+    async fn at_server_directly(&mut self, body: CredentialRequest) -> (u16, String) {
         answer_of(&self.direct.post(body).await)
     }
 }

@@ -14,6 +14,7 @@ use owner::{OwnerError, OwnerIdentity};
 use serde_json::{json, Value};
 use shared::agent::acr::new_acr_claims;
 use shared::agent::jwt::unix_now;
+use shared::agent::wire::ProxyRef;
 use shared::agent::{sign_acr, CredentialSpec, Model};
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki;
@@ -316,8 +317,8 @@ async fn to_gateway(p: &Proxy, url: &str, gw: &OwnerIdentity) -> EstConnection {
     connect_pinned(url, pin, p.chain.clone(), key).await
 }
 
-async fn post(c: &mut EstConnection, body: &Value) -> RawReply {
-    c.post_raw(gateway::CREDENTIALS_PATH, "application/json", None, body.to_string().into_bytes())
+async fn post(c: &mut EstConnection, body: &impl serde::Serialize) -> RawReply {
+    c.post_raw(gateway::CREDENTIALS_PATH, "application/json", None, serde_json::to_vec(body).unwrap())
         .await
         .unwrap()
 }
@@ -354,12 +355,20 @@ async fn model_2_gateway_checks_limits_and_submits() {
     refused(&post(&mut g, &body).await, 403, "policy");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut body = p.body(&key(), spec(&id, Model::OwnerMediated, GATEWAY)).await;
-    body["proxy"]["ldevid_sha256"] = json!(shared::b64::encode_url(&[0u8; 32]));
+    body.proxy = Some(ProxyRef { ldevid_sha256: shared::b64::encode_url(&[0u8; 32]) });
     refused(&post(&mut g, &body).await, 403, "evidence");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut body = p.body(&key(), spec(&id, Model::OwnerMediated, GATEWAY)).await;
-    body["oa"] = json!("a.b.c");
+    body.oa = Some("a.b.c".into());
     refused(&post(&mut g, &body).await, 400, "malformed");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A proxy member without ldevid_sha256 does not parse: 400 malformed at the gateway, as
+    // at the Identity Server (the gateway used to probe a map and answer 403 evidence).
+    let mut no_hash =
+        serde_json::to_value(p.body(&key(), spec(&id, Model::OwnerMediated, GATEWAY)).await).unwrap();
+    no_hash["proxy"] = json!({});
+    refused(&post(&mut g, &no_hash).await, 400, "malformed");
+    refused(&p.post(&no_hash).await, 400, "malformed");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = g.post_raw(gateway::CREDENTIALS_PATH, "text/plain", None, b"{}".to_vec()).await.unwrap();
     refused(&r, 415, "unsupported-media-type");

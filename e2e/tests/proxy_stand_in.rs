@@ -581,7 +581,8 @@ async fn another_user_needs_the_socket_group_and_is_recorded_as_itself() {
     let agent = key();
     let nonce = c.nonce().await.unwrap();
     let acr = agent_client::build_acr(&agent, AUD, Some(nonce), spec(Model::None), 60).unwrap();
-    let body = shared::agent::acr::credential_request_body(&acr, None).to_string();
+    let body =
+        serde_json::to_string(&shared::agent::wire::AgentApiRequest { acr: acr.clone(), oa: None }).unwrap();
     let ct = format!("Content-Type: {}", shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE);
     let (_, status, answer) =
         curl_as_nobody(&s.socket, &["-H", &ct, "--data-binary", &body, "http://localhost/v1/credentials"])

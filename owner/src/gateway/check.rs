@@ -6,7 +6,7 @@ use super::problem::Refusal;
 use crate::identity::cert_hash;
 use est::http::Reason;
 use est::server::ConnectionInfo;
-use serde_json::Value;
+use shared::agent::wire::CredentialRequest;
 use shared::agent::{id_matches, verify_acr, Acr, Model};
 use shared::pki::{self, verify_chain};
 use shared::Verified;
@@ -34,11 +34,11 @@ pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<Proxy
     Ok(ProxyIdentity { hash: cert_hash(leaf), subject: leaf.tbs_certificate().subject().to_string() })
 }
 
-/// A request body, parsed enough to check it; the rest is forwarded as received.
+/// A checked request body.
 #[derive(Debug, Clone)]
 pub struct GatewayRequest {
-    /// The body as received (`oa` is replaced by the gateway's).
-    pub body: serde_json::Map<String, Value>,
+    /// The body as received (`oa` is null; the gateway's OA goes in when it submits).
+    pub body: CredentialRequest,
     /// The verified ACR.
     pub acr: Verified<Acr>,
 }
@@ -50,23 +50,19 @@ pub fn check_request(
     rules: &Rules<'_>,
     now: i64,
 ) -> Result<GatewayRequest, Refusal> {
-    let body: serde_json::Map<String, Value> =
+    let body: CredentialRequest =
         serde_json::from_slice(body).map_err(|e| Refusal::bad_request(format!("request body: {e}")))?;
-    if !body.get("oa").is_none_or(Value::is_null) {
+    if body.oa.is_some() {
         return Err(Refusal::bad_request("the gateway signs the owner approval: send \"oa\": null"));
     }
-    if body.get("evidence").is_none() {
-        return Err(Refusal::bad_request("the request has no evidence"));
-    }
-    let claimed = body.get("proxy").and_then(|p| p.get("ldevid_sha256")).and_then(Value::as_str);
+    let claimed = body.proxy.as_ref().map(|p| p.ldevid_sha256.as_str());
     if claimed != Some(proxy.hash.as_str()) {
         return Err(Refusal::new(
             Reason::Evidence,
             "proxy.ldevid_sha256 is not the LDevID on this TLS connection",
         ));
     }
-    let acr_text = body.get("acr").and_then(Value::as_str).ok_or_else(|| Refusal::bad_request("no acr"))?;
-    let acr = verify_acr(acr_text, rules.issuance_uri, now)?;
+    let acr = verify_acr(&body.acr, rules.issuance_uri, now)?;
     rules.check(&acr)?;
     Ok(GatewayRequest { body, acr })
 }

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use est::http::Reason;
 use est::server::ConnectionInfo;
-use serde_json::json;
 use shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE;
 use shared::agent::jwt::unix_now;
 use std::sync::Arc;
@@ -94,7 +93,7 @@ async fn read_body(req: Request) -> Result<Vec<u8>, Refusal> {
 }
 
 fn pending(id: &str) -> Response {
-    let mut r = (StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response();
+    let mut r = (StatusCode::ACCEPTED, Json(shared::agent::wire::Pending::new(id))).into_response();
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     if let Ok(v) = HeaderValue::from_str(&format!("{CREDENTIALS_PATH}/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);

@@ -10,9 +10,9 @@ use crate::config::trust_domain_of;
 use crate::OwnerIdentity;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use shared::agent::jwt::{new_jti, unix_now};
 use shared::agent::oa::{oa_max_life, OrgBinding, DEFAULT_GRANT_SECS};
+use shared::agent::wire::CredentialRequest;
 use shared::agent::{sign_oa, Model, OaClaims, OwnerKeyHeader};
 
 /// The server's endpoint.
@@ -82,9 +82,8 @@ pub async fn submit(
     via: &str,
 ) -> Result<Relayed, Refusal> {
     let oa = approval(owner, opts, req, via, unix_now())?;
-    let mut body = req.body.clone();
-    body.insert("oa".into(), Value::String(oa));
-    let bytes = Value::Object(body).to_string().into_bytes();
+    let body = CredentialRequest { oa: Some(oa), ..req.body.clone() };
+    let bytes = serde_json::to_vec(&body).map_err(Refusal::internal)?;
     let mut conn = owner.connect(&opts.server, &opts.ca).await.map_err(Refusal::upstream)?;
     let r = conn.post_raw(SERVER_PATH, "application/json", None, bytes).await.map_err(Refusal::upstream)?;
     tracing::info!(status = %r.status, agent = ?req.acr.agent_id, "submitted to the Identity Server");

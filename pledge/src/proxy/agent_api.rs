@@ -29,10 +29,10 @@ use est::client::RawReply;
 use est::http::{Problem, Reason, MEDIA_PROBLEM};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE;
 use shared::agent::jwt::unix_now;
+use shared::agent::wire::{AgentApiRequest, Bundle, CredentialRequest, NonceReply, Pending, ProxyRef};
 use shared::agent::{verify_acr, AgentError, Model, AGENT_API_HEADER};
 use std::convert::Infallible;
 use std::path::Path;
@@ -175,10 +175,7 @@ fn relay(proxy: &Proxy, reply: RawReply, peer: &Peer, what: &str, via_gateway: b
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let mut outcome = what.to_string();
     if reply.status == StatusCode::ACCEPTED {
-        let id = serde_json::from_slice::<Value>(&reply.body)
-            .ok()
-            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
-            .filter(|id| valid_id(id));
+        let id = serde_json::from_slice::<Pending>(&reply.body).ok().map(|p| p.id).filter(|id| valid_id(id));
         let Some(id) = id else {
             return ApiError::upstream("the Identity Server answered 202 without a usable request id")
                 .into_response();
@@ -212,7 +209,7 @@ fn valid_id(id: &str) -> bool {
 async fn nonce(State(proxy): State<Arc<Proxy>>, Extension(peer): Extension<Peer>) -> Response {
     match proxy.server_nonce().await {
         Ok(Ok((nonce, exp))) => {
-            let mut r = axum::Json(json!({"nonce": nonce, "exp": exp})).into_response();
+            let mut r = axum::Json(NonceReply { nonce, exp, nonces: None }).into_response();
             r.extensions_mut().insert(Outcome("nonce".into()));
             r
         }
@@ -242,12 +239,9 @@ impl Proxy {
             return Ok(Err(reply));
         }
         let bad = || ApiError::upstream("the server's nonce answer has no base64url nonce");
-        let v: Value = serde_json::from_slice(&reply.body).map_err(|_| bad())?;
-        let exp = v.get("exp").and_then(Value::as_i64).ok_or_else(bad)?;
-        let mut batch: Vec<String> = match v.get("nonces").and_then(Value::as_array) {
-            Some(all) => all.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-            None => v.get("nonce").and_then(Value::as_str).map(str::to_string).into_iter().collect(),
-        };
+        let v: NonceReply = serde_json::from_slice(&reply.body).map_err(|_| bad())?;
+        let exp = v.exp;
+        let mut batch: Vec<String> = v.nonces.unwrap_or_else(|| vec![v.nonce]);
         batch.retain(|n| shared::b64::decode_url(n).is_ok_and(|b| b.len() == 32));
         let first = batch.pop().ok_or_else(bad)?;
         let mut pool = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,7 +263,7 @@ impl Proxy {
 async fn bundle(State(proxy): State<Arc<Proxy>>) -> Response {
     match proxy.bundle().await {
         Ok(b) => {
-            let mut r = ([(header::CONTENT_TYPE, "application/json")], b.to_string()).into_response();
+            let mut r = axum::Json(b.as_ref()).into_response();
             r.extensions_mut().insert(Outcome("bundle".into()));
             r
         }
@@ -280,7 +274,7 @@ async fn bundle(State(proxy): State<Arc<Proxy>>) -> Response {
 impl Proxy {
     /// The server's trust bundle (`{"trust_domain", "issuance_uri", "ca_pem", "jwks"}`),
     /// fetched at most every [`BUNDLE_TTL`].
-    pub async fn bundle(&self) -> Result<Arc<Value>, ApiError> {
+    pub async fn bundle(&self) -> Result<Arc<Bundle>, ApiError> {
         let mut cached = self.bundle.lock().await;
         if let Some((at, b)) = cached.as_ref() {
             if at.elapsed() < BUNDLE_TTL {
@@ -295,24 +289,15 @@ impl Proxy {
                 reply.detail()
             )));
         }
-        let v: Value = serde_json::from_slice(&reply.body)
-            .map_err(|e| ApiError::upstream(format!("the bundle is not JSON: {e}")))?;
-        if v.get("issuance_uri").and_then(Value::as_str).is_none() {
-            return Err(ApiError::upstream("the bundle has no issuance_uri"));
-        }
+        let v: Bundle = serde_json::from_slice(&reply.body).map_err(|e| {
+            ApiError::upstream(format!(
+                "the bundle is not {{\"trust_domain\", \"issuance_uri\", \"ca_pem\", \"jwks\"}}: {e}"
+            ))
+        })?;
         let b = Arc::new(v);
         *cached = Some((Instant::now(), b.clone()));
         Ok(b)
     }
-}
-
-/// The Agent API request body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CredentialRequest {
-    acr: String,
-    #[serde(default)]
-    oa: Option<String>,
 }
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
@@ -361,11 +346,11 @@ async fn forward_request(
         ));
     }
     let bytes = read_body(body).await?;
-    let req: CredentialRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    let req: AgentApiRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(Reason::Malformed, format!("the body must be {{\"acr\", \"oa\"}}: {e}"))
     })?;
     let bundle = proxy.bundle().await?;
-    let audience = bundle.get("issuance_uri").and_then(Value::as_str).unwrap_or_default();
+    let audience = bundle.issuance_uri.as_str();
     // The proof of possession is checked here too: the proxy signs evidence only for a
     // request whose signer holds the key it names.
     let acr = verify_acr(&req.acr, audience, unix_now())?;
@@ -384,12 +369,12 @@ async fn forward_request(
     let caller = Caller { peer: *peer, exe };
     let identity = proxy.identity();
     let cmw = proxy.evidence(&identity, &server_nonce, &acr_hash, &agent_id, &caller, unix_now()).await?;
-    let forward = json!({
-        "acr": acr.text,
-        "oa": req.oa,
-        "evidence": cmw,
-        "proxy": {"ldevid_sha256": identity.ldevid_sha256},
-    });
+    let forward = CredentialRequest {
+        acr: acr.text.clone(),
+        oa: req.oa,
+        evidence: cmw,
+        proxy: Some(ProxyRef { ldevid_sha256: identity.ldevid_sha256.clone() }),
+    };
     tracing::debug!(agent = %agent_id, model = %acr.claims.req.model, caller = %peer.describe(), "forwarding a credential request");
     let (upstream, path, via_gateway) = if acr.claims.req.model == Model::OwnerMediated {
         let gw = proxy.gateway().ok_or_else(|| {
@@ -401,7 +386,10 @@ async fn forward_request(
     } else {
         (proxy.upstream(), paths::CREDENTIALS, false)
     };
-    let reply = upstream.post_json(path, forward.to_string().as_bytes()).await.map_err(ApiError::upstream)?;
+    let reply = upstream
+        .post_json(path, &serde_json::to_vec(&forward).map_err(ApiError::upstream)?)
+        .await
+        .map_err(ApiError::upstream)?;
     Ok(relay(proxy, reply, peer, &format!("issued to {agent_id}"), via_gateway))
 }
 

@@ -202,7 +202,7 @@ pub struct Proxy {
     identity: RwLock<Arc<Identity>>,
     upstream: upstream::Upstream,
     gateway: Option<upstream::Upstream>,
-    bundle: tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>,
+    bundle: tokio::sync::Mutex<Option<(Instant, Arc<shared::agent::wire::Bundle>)>>,
     /// Server nonces fetched in a batch and not handed out yet: (b64url nonce, expiry).
     nonces: Mutex<std::collections::VecDeque<(String, i64)>>,
     pending: Mutex<HashMap<String, PendingRequest>>,

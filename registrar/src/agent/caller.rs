@@ -3,6 +3,7 @@
 //! key).
 
 use super::error::Refusal;
+use super::model::{Caller, ProxyFacts};
 use super::service::AgentService;
 use crate::state::Registrar;
 use est::http::Reason;
@@ -12,51 +13,6 @@ use shared::crypto::sha256;
 use shared::pki::{self, verify_chain};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// An Identity Proxy with its LDevID.
-    Proxy(ProxyFacts),
-    /// An owner or owner gateway.
-    Owner {
-        /// Its certificate.
-        cert: Certificate,
-        /// Its key (DER SubjectPublicKeyInfo).
-        spki: Vec<u8>,
-        /// b64url SHA-256 of the certificate.
-        hash: String,
-    },
-}
-
-/// What the server knows about a proxy.
-#[derive(Debug, Clone)]
-pub struct ProxyFacts {
-    /// Its LDevID.
-    pub cert: Certificate,
-    /// The LDevID's serialNumber.
-    pub serial: String,
-    /// b64url SHA-256 of the LDevID.
-    pub hash: String,
-}
-
-impl Caller {
-    /// The certificate hash that owns pending requests.
-    pub fn hash(&self) -> &str {
-        match self {
-            Caller::Proxy(p) => &p.hash,
-            Caller::Owner { hash, .. } => hash,
-        }
-    }
-
-    /// A name for logs and audit records.
-    pub fn name(&self) -> String {
-        match self {
-            Caller::Proxy(p) => format!("proxy:{}", p.serial),
-            Caller::Owner { cert, .. } => format!("owner:{}", cert.tbs_certificate().subject()),
-        }
-    }
-}
 
 /// b64url SHA-256 of a certificate's DER.
 pub fn cert_hash(cert: &Certificate) -> String {
@@ -98,33 +54,6 @@ async fn check_not_revoked(reg: &Registrar, leaf: &Certificate) -> Result<(), Re
         return Err(Refusal::new(Reason::Revoked, "the proxy's LDevID is revoked"));
     }
     Ok(())
-}
-
-/// Callers already identified, by SHA-256 of the client certificate's DER: a proxy's chain
-/// check (a signature verification) and the owner lookup run once per certificate, not once per
-/// request. Entries end with the certificate's notAfter; the policy does not change while the
-/// server runs. Revocation is still checked on every request.
-#[derive(Debug, Default)]
-pub struct CallerCache {
-    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Caller, i64)>>,
-}
-
-/// Most certificates [`CallerCache`] remembers (it starts over when full).
-const CALLER_CACHE_MAX: usize = 10_000;
-
-impl CallerCache {
-    fn get(&self, key: &[u8; 32], now: i64) -> Option<Caller> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key).filter(|(_, until)| now < *until).map(|(c, _)| c.clone())
-    }
-
-    fn put(&self, key: [u8; 32], caller: &Caller, until: i64) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CALLER_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(key, (caller.clone(), until));
-    }
 }
 
 /// Identifies the caller of a connection (from [`CallerCache`] when this certificate was seen

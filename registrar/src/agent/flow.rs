@@ -1,49 +1,28 @@
 //! The Identity Server's check order for `POST /agent/v1/credentials`, failing closed:
-//! ACR (type, proof of possession, audience, time, jti) -> evidence signed by the proxy whose
+//! ACR (type, proof of possession, audience, time, jti) -> the CMW collection, parsed once
+//! ([`Cmw`]) -> evidence signed by the proxy whose
 //! `eat_nonce` binds an issued, unused server nonce and the ACR hash -> the TPM quote item, when
 //! the policy has an `[attestation]` table (AK certificate, signature, the same binding as
 //! qualifying data, the PCR policy) -> agent id and the proxy's policy -> the owner approval
 //! for the model (or a stored grant, or a model 3 challenge) -> lifetime and formats -> issuance.
 
-use super::caller::{cert_hash, proxy_facts, Caller, ProxyFacts};
+use super::caller::{cert_hash, proxy_facts};
 use super::error::Refusal;
 use super::grants::{self, Grant};
-use super::issue::{Approved, OwnerBound};
+use super::model::{Approved, Caller, OwnerBound, ProxyFacts};
 use super::service::AgentService;
 use crate::state::Registrar;
 use est::http::Reason;
-use serde::Deserialize;
-use serde_json::Value;
-use shared::agent::evidence::{eat_from_cmw, verify_eat, EvidenceClaims};
+use shared::agent::cmw::Cmw;
+use shared::agent::evidence::{verify_eat, EvidenceClaims};
 use shared::agent::oa::{OaBinding, OaCheck, OwnerApproval};
-use shared::agent::tpm_quote::{appraise_quote, quote_nonce, tpm_quote_from_cmw, AppraisedQuote};
+use shared::agent::tpm_quote::{appraise_quote, quote_nonce, AppraisedQuote};
+use shared::agent::wire::{CredentialRequest, ProxyRef};
 use shared::agent::{verify_acr, verify_oa, Acr, AgentError, AgentId, Model};
 use shared::b64;
 use shared::pki::{self, San};
 use shared::signed::cose::CoseSigned;
 use shared::Verified;
-
-/// The body of `POST /agent/v1/credentials`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CredentialRequest {
-    /// The compact ACR.
-    pub acr: String,
-    /// The compact OA, if any.
-    #[serde(default)]
-    pub oa: Option<String>,
-    /// The CMW collection.
-    pub evidence: Value,
-    /// The proxy's LDevID hash.
-    #[serde(default)]
-    pub proxy: Option<ProxyRef>,
-}
-
-/// `{"ldevid_sha256": ...}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProxyRef {
-    /// b64url SHA-256 of the proxy's LDevID.
-    pub ldevid_sha256: String,
-}
 
 /// What to do after the checks.
 #[derive(Debug)]
@@ -62,12 +41,13 @@ pub async fn check_request(
     req: &CredentialRequest,
     now: i64,
 ) -> Result<Next, Refusal> {
-    let acr = verify_acr(&req.acr, &svc.policy.issuance_uri(), now)?.into_inner();
+    let acr: Verified<Acr> = verify_acr(&req.acr, &svc.policy.issuance_uri(), now)?;
     if !svc.first_use_of_acr_jti(&acr.claims.jti, acr.claims.exp, now) {
         return Err(AgentError::Replay(acr.claims.jti.clone()).into());
     }
-    let proxy = proxy_of(reg, caller, req).await?;
-    let (evidence, tpm_quote) = check_evidence(svc, &proxy, req, &acr, now)?;
+    let cmw = Cmw::from_value(&req.evidence)?;
+    let proxy = proxy_of(reg, caller, req.proxy.as_ref(), &cmw).await?;
+    let (evidence, tpm_quote) = check_evidence(svc, &proxy, &cmw, &acr, now)?;
     let agent_id = agent_id_for(svc, &acr)?;
     check_csr_san(&acr, &agent_id)?;
     if let Some(r) = grants::agent_revoked(reg.store().as_ref(), agent_id.as_str()).await? {
@@ -124,13 +104,17 @@ fn revoked(detail: String) -> Refusal {
 
 /// The proxy behind the request: the caller itself, or (model 2, through a gateway) the
 /// LDevID that signed the evidence, which must match `proxy.ldevid_sha256`.
-async fn proxy_of(reg: &Registrar, caller: &Caller, req: &CredentialRequest) -> Result<ProxyFacts, Refusal> {
-    let claimed = req.proxy.as_ref().map(|p| p.ldevid_sha256.as_str());
+async fn proxy_of(
+    reg: &Registrar,
+    caller: &Caller,
+    claimed: Option<&ProxyRef>,
+    cmw: &Cmw,
+) -> Result<ProxyFacts, Refusal> {
+    let claimed = claimed.map(|p| p.ldevid_sha256.as_str());
     let facts = match caller {
         Caller::Proxy(p) => p.clone(),
         Caller::Owner { .. } => {
-            let eat = eat_from_cmw(&req.evidence)?;
-            let cose = CoseSigned::parse(&eat).map_err(|e| AgentError::Evidence(e.to_string()))?;
+            let cose = CoseSigned::parse(cmw.eat()).map_err(|e| AgentError::Evidence(e.to_string()))?;
             let chain = cose.certificates().map_err(|e| AgentError::Evidence(e.to_string()))?;
             proxy_facts(reg, &chain).await.map_err(|r| Refusal::from(AgentError::Evidence(r.detail)))?
         }
@@ -149,12 +133,11 @@ async fn proxy_of(reg: &Registrar, caller: &Caller, req: &CredentialRequest) -> 
 fn check_evidence(
     svc: &AgentService,
     proxy: &ProxyFacts,
-    req: &CredentialRequest,
+    cmw: &Cmw,
     acr: &Acr,
     now: i64,
 ) -> Result<(EvidenceClaims, Option<AppraisedQuote>), Refusal> {
-    let eat = eat_from_cmw(&req.evidence)?;
-    let claims: Verified<EvidenceClaims> = verify_eat(&eat, &proxy.cert)?;
+    let claims: Verified<EvidenceClaims> = verify_eat(cmw.eat(), &proxy.cert)?;
     let acr_hash = b64::decode_url(&acr.hash).map_err(Refusal::internal)?;
     let nonce = match &acr.claims.nonce {
         Some(n) => {
@@ -170,7 +153,7 @@ fn check_evidence(
     if !svc.nonces.consume(&nonce, now) {
         return Err(AgentError::Nonce("not issued by this server, expired, or already used".into()).into());
     }
-    let quote = check_tpm_quote(svc, proxy, req, &nonce, &acr_hash, now)?;
+    let quote = check_tpm_quote(svc, proxy, cmw, &nonce, &acr_hash, now)?;
     Ok((claims.into_inner(), quote))
 }
 
@@ -179,19 +162,19 @@ fn check_evidence(
 fn check_tpm_quote(
     svc: &AgentService,
     proxy: &ProxyFacts,
-    req: &CredentialRequest,
+    cmw: &Cmw,
     nonce: &[u8],
     acr_hash: &[u8],
     now: i64,
 ) -> Result<Option<AppraisedQuote>, Refusal> {
     let Some(att) = &svc.policy.attestation else {
-        if req.evidence.get("tpm").is_some() {
+        if cmw.has_tpm_item() {
             tracing::info!(proxy = %proxy.serial,
                 "evidence carries a TPM quote; not appraised (the agent policy has no [attestation])");
         }
         return Ok(None);
     };
-    let Some(quote) = tpm_quote_from_cmw(&req.evidence)? else {
+    let Some(quote) = cmw.tpm_quote()? else {
         if att.require_quote {
             return Err(AgentError::Evidence("TPM quote required by policy".into()).into());
         }
@@ -199,7 +182,7 @@ fn check_tpm_quote(
     };
     let at = time::OffsetDateTime::from_unix_timestamp(now).map_err(Refusal::internal)?;
     let expected = quote_nonce(nonce, acr_hash);
-    let appraised = appraise_quote(&quote, &att.anchors, &proxy.serial, &expected, &att.policy, at)?;
+    let appraised = appraise_quote(quote, &att.anchors, &proxy.serial, &expected, &att.policy, at)?;
     Ok(Some(appraised.into_inner()))
 }
 

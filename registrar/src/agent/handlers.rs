@@ -1,10 +1,11 @@
 //! The agent routes on the registrar's TLS port (docs/agent-api.md): nonce, bundle,
 //! credentials (issue, 202 for model 3, poll), and the owner's challenge endpoints.
 
-use super::caller::{identify, Caller};
+use super::caller::identify;
 use super::error::Refusal;
-use super::flow::{apply, check_oa, check_request, CredentialRequest, Next};
-use super::issue::{issue, Approved};
+use super::flow::{apply, check_oa, check_request, Next};
+use super::issue::issue;
+use super::model::{Approved, Caller};
 use super::pending::{Entry, State};
 use super::service::AgentService;
 use crate::state::Registrar;
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use shared::agent::challenge::{sign_challenge, AttestationStatus, ChallengeClaims, Requested};
 use shared::agent::jwt::{new_jti, random, unix_now};
 use shared::agent::oa::OaBinding;
+use shared::agent::wire::{Answered, ChallengeItem, Challenges, CredentialRequest, NonceReply, Pending};
 use shared::b64;
 use shared::store::AuditEvent;
 use std::sync::Arc;
@@ -86,11 +88,8 @@ async fn nonce(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response 
             batch.push(svc(&reg)?.nonces.issue(now)?);
         }
         let (first, exp) = batch[0];
-        let mut body = json!({"nonce": b64::encode_url(&first), "exp": exp});
-        if count > 1 {
-            body["nonces"] = batch.iter().map(|(n, _)| Value::from(b64::encode_url(n))).collect();
-        }
-        Ok(Json(body).into_response())
+        let nonces = (count > 1).then(|| batch.iter().map(|(n, _)| b64::encode_url(n)).collect());
+        Ok(Json(NonceReply { nonce: b64::encode_url(&first), exp, nonces }).into_response())
     };
     answer_of(&reg, r.await, "agent nonce")
 }
@@ -225,7 +224,7 @@ fn challenge(
 }
 
 fn pending_response(id: &str) -> Response {
-    let mut r = (StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response();
+    let mut r = (StatusCode::ACCEPTED, Json(Pending::new(id))).into_response();
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     if let Ok(v) = HeaderValue::from_str(&format!("/agent/v1/credentials/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -265,13 +264,13 @@ async fn challenges(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Resp
         };
         let owners: Vec<String> =
             svc.policy.owners_with_key(&spki).iter().map(|o| o.anchor.owner.clone()).collect();
-        let list: Vec<Value> = svc
+        let challenges = svc
             .pending
             .for_owners(&owners, unix_now())
             .into_iter()
-            .map(|(id, c)| json!({"id": id, "challenge": c}))
+            .map(|(id, challenge)| ChallengeItem { id, challenge })
             .collect();
-        Ok(Json(json!({ "challenges": list })).into_response())
+        Ok(Json(Challenges { challenges }).into_response())
     };
     answer_of(&reg, r.await, "owner challenge list")
 }
@@ -295,7 +294,7 @@ async fn answer(AxState(reg): AxState<Arc<Registrar>>, Path(id): Path<String>, r
         match answer_entry(&reg, svc, &who, &spki, &entry, oa.trim(), &id, now).await {
             Ok(()) => {
                 reg.refresh_pending_gauge().await;
-                Ok(Json(json!({"status": "approved"})).into_response())
+                Ok(Json(Answered::approved()).into_response())
             }
             Err(e) => {
                 svc.pending.reopen(&id);

@@ -2,9 +2,9 @@
 //! AgentOwnerBinding extension when owned) and the WIT over the same key, one audit record
 //! per credential with every `jti`, and the owner grant stored for renewals.
 
-use super::caller::ProxyFacts;
 use super::error::Refusal;
 use super::grants::{self, Grant};
+use super::model::{Approved, OwnerBound};
 use super::service::AgentService;
 use crate::state::Registrar;
 use serde_json::{json, Value};
@@ -12,71 +12,14 @@ use shared::agent::binding::{
     generalized_time, owner_general_name, AgentOwnerBinding, BindingModel, APPROVAL_FORMAT_JWS,
 };
 use shared::agent::cert::{issue_agent_certificate, AgentCertRequest};
-use shared::agent::evidence::EvidenceClaims;
 use shared::agent::jwt::new_jti;
-use shared::agent::oa::Constraints;
 use shared::agent::tpm_quote::AppraisedQuote;
+use shared::agent::wire::Credential;
 use shared::agent::wit::{sign_wit, Confirmation, OwnerClaim, WitClaims, WIT_MAX_LIFE};
-use shared::agent::{Acr, AgentError, AgentId, Model};
+use shared::agent::AgentError;
 use shared::b64;
 use shared::store::AuditEvent;
 use std::time::Duration;
-
-/// A request that passed every check.
-#[derive(Debug, Clone)]
-pub struct Approved {
-    /// The agent id.
-    pub agent_id: AgentId,
-    /// The verified ACR.
-    pub acr: Acr,
-    /// Lifetime to issue (seconds).
-    pub ttl: u64,
-    /// Formats to issue.
-    pub formats: Vec<String>,
-    /// The proxy.
-    pub proxy: ProxyFacts,
-    /// Who called (for the audit record).
-    pub caller: String,
-    /// The appraised evidence.
-    pub evidence: EvidenceClaims,
-    /// The appraised TPM quote, when the evidence carried one and the policy appraises quotes.
-    pub tpm_quote: Option<AppraisedQuote>,
-    /// The owner binding, if any.
-    pub owner: Option<OwnerBound>,
-}
-
-/// A verified owner binding.
-#[derive(Debug, Clone)]
-pub struct OwnerBound {
-    /// Owner id.
-    pub owner_id: String,
-    /// Owner key id.
-    pub kid: String,
-    /// Owner key (DER SubjectPublicKeyInfo).
-    pub spki: Vec<u8>,
-    /// Model.
-    pub model: Model,
-    /// The compact OA.
-    pub oa_text: String,
-    /// The OA's iat.
-    pub approved_at: i64,
-    /// The grant's end.
-    pub grant_exp: i64,
-    /// Model 2: gateway certificate hash.
-    pub org_hash: Option<String>,
-    /// Model 3: challenge hash.
-    pub chal_hash: Option<String>,
-    /// Organization (subject template).
-    pub organization: Option<String>,
-    /// Unit (subject template).
-    pub unit: Option<String>,
-    /// The owner's constraints.
-    pub constraints: Option<Constraints>,
-    /// A fresh approval (stored as a grant) rather than a renewal under a stored grant.
-    pub new_grant: bool,
-    /// The OA's `jti` (a fresh approval only).
-    pub oa_jti: Option<String>,
-}
 
 /// Issues the credential and returns the 200 body.
 pub async fn issue(
@@ -85,7 +28,7 @@ pub async fn issue(
     ap: &Approved,
     id: &str,
     now: i64,
-) -> Result<Value, Refusal> {
+) -> Result<Credential, Refusal> {
     let started = std::time::Instant::now();
     let want = |f: &str| ap.formats.iter().any(|x| x == f);
     let cert = if want("x509") { Some(certificate(reg, svc, ap)?) } else { None };
@@ -116,17 +59,17 @@ pub async fn issue(
     tracing::info!(agent = %ap.agent_id, caller = %ap.caller, model = %ap.acr.claims.req.model,
         owner = ap.owner.as_ref().map(|o| o.owner_id.as_str()).unwrap_or("-"), "agent credential issued");
     let x509 = cert.as_ref().map(shared::pki::cert_to_pem).transpose().map_err(Refusal::internal)?;
-    Ok(json!({
-        "id": id,
-        "agent_id": ap.agent_id.as_str(),
-        "model": ap.acr.claims.req.model,
-        "owner": ap.owner.as_ref().map(|o| o.owner_id.clone()),
-        "x509": x509,
-        "ca_pem": shared::pki::cert_to_pem(reg.domain_ca()).map_err(Refusal::internal)?,
-        "wit": wit,
-        "not_after": not_after,
-        "grant_exp": ap.owner.as_ref().map(|o| o.grant_exp),
-    }))
+    Ok(Credential {
+        id: id.to_string(),
+        agent_id: ap.agent_id.as_str().to_string(),
+        model: ap.acr.claims.req.model,
+        owner: ap.owner.as_ref().map(|o| o.owner_id.clone()),
+        x509,
+        ca_pem: shared::pki::cert_to_pem(reg.domain_ca()).map_err(Refusal::internal)?,
+        wit,
+        not_after,
+        grant_exp: ap.owner.as_ref().map(|o| o.grant_exp),
+    })
 }
 
 fn certificate(

@@ -3,17 +3,20 @@
 //! issuance of the X.509 agent certificate and the WIT over the same key, model 3 owner
 //! challenges, grants for renewals, and revocation.
 //!
-//! Modules: `policy` (the TOML policy), `service` (state: WIT key, nonces, pending), `caller`
+//! Modules: `model` (the data the others share: caller, approved request), `callers` (the
+//! caller cache), `policy` (the TOML policy), `service` (state: WIT key, nonces, pending), `caller`
 //! (who is on the TLS connection), `flow` (the check order), `issue` (certificates, WITs,
 //! audit, grants), `pending` (model 3), `grants` (grants and revocation), `nonces`, `webhook` (model 3 delivery), `error`
 //! (problem bodies), `handlers` (the routes).
 
 pub mod caller;
+mod callers;
 pub mod error;
 pub mod flow;
 pub mod grants;
 mod handlers;
 pub mod issue;
+pub mod model;
 pub mod nonces;
 pub mod pending;
 pub mod policy;

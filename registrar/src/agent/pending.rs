@@ -2,9 +2,9 @@
 //! restart drops them; the proxy's poll then gets 404 and the agent asks again).
 
 use super::error::Refusal;
-use super::issue::Approved;
+use super::model::Approved;
 use est::http::Reason;
-use serde_json::Value;
+use shared::agent::wire::Credential;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -17,7 +17,7 @@ pub enum State {
     /// Waiting for the owner.
     Waiting(Box<Approved>),
     /// The owner answered and the credential was issued (or issuance failed).
-    Done(Result<Value, Refusal>),
+    Done(Result<Credential, Refusal>),
 }
 
 /// One pending request.
@@ -103,7 +103,7 @@ impl Pending {
     }
 
     /// Records the outcome of `id`.
-    pub fn finish(&self, id: &str, outcome: Result<Value, Refusal>) {
+    pub fn finish(&self, id: &str, outcome: Result<Credential, Refusal>) {
         if let Some(e) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
             e.state = State::Done(outcome);
         }

@@ -4,8 +4,8 @@
 use super::nonces::Nonces;
 use super::pending::Pending;
 use super::policy::AgentPolicy;
-use serde_json::{json, Value};
 use shared::agent::jwk::spki_thumbprint;
+use shared::agent::wire::Bundle;
 use shared::agent::wit::{jwks, WitKey};
 use shared::agent::AgentError;
 use shared::keys::{Algorithm, Signer};
@@ -29,7 +29,7 @@ pub struct AgentService {
     /// Pending model 3 requests.
     pub pending: Pending,
     /// Callers already identified, by certificate.
-    pub callers: super::caller::CallerCache,
+    pub callers: super::callers::CallerCache,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -82,14 +82,14 @@ impl AgentService {
     }
 
     /// The trust bundle: trust domain, issuance URI, CA certificates (PEM), WIT keys (JWKS).
-    pub fn bundle(&self, domain_ca: &Certificate) -> Result<Value, AgentError> {
+    pub fn bundle(&self, domain_ca: &Certificate) -> Result<Bundle, AgentError> {
         let ca_pem = shared::pki::cert_to_pem(domain_ca).map_err(|e| AgentError::Sign(e.to_string()))?;
-        Ok(json!({
-            "trust_domain": self.policy.trust_domain,
-            "issuance_uri": self.policy.issuance_uri(),
-            "ca_pem": ca_pem,
-            "jwks": jwks(&self.wit_keys())?,
-        }))
+        Ok(Bundle {
+            trust_domain: self.policy.trust_domain.clone(),
+            issuance_uri: self.policy.issuance_uri(),
+            ca_pem,
+            jwks: jwks(&self.wit_keys())?,
+        })
     }
 
     /// Records an ACR `jti`; false if it was seen before (ACRs live at most 10 minutes, so

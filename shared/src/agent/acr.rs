@@ -8,7 +8,7 @@ use crate::keys::Signer;
 use crate::pki::Csr;
 use crate::{b64, Verified};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// JOSE `typ` of an ACR.
 pub const ACR_TYP: &str = "agent-credreq+jwt";
@@ -230,9 +230,4 @@ fn check_csr_key(csr_b64: &str, spki_der: &[u8]) -> Result<(), AgentError> {
         return Err(AgentError::KeyMismatch("the CSR's key is not the ACR's jwk".into()));
     }
     Ok(())
-}
-
-/// The Agent API / proxy request body: `{"acr": JWS, "oa": JWS | null}`.
-pub fn credential_request_body(acr: &str, oa: Option<&str>) -> Value {
-    json!({"acr": acr, "oa": oa})
 }

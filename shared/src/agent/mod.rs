@@ -2,12 +2,14 @@
 //! `spec/agent-issuance.md` (ACR, OA, owner challenge, WIT/WPT, evidence, the AgentOwnerBinding
 //! certificate extension), their signing and their verification, and the relying-party checks.
 //!
-//! Servers and proxies move these bytes; every decision takes a `Verified<T>` made here.
+//! `wire` types every JSON body of `docs/agent-api.md` once; `cmw` parses the evidence
+//! collection once. Servers and proxies move these bytes; every decision takes a `Verified<T>` made here.
 
 pub mod acr;
 pub mod binding;
 pub mod cert;
 pub mod challenge;
+pub mod cmw;
 mod error;
 pub mod evidence;
 pub mod id;
@@ -16,6 +18,7 @@ pub mod jwt;
 pub mod oa;
 pub mod relying;
 pub mod tpm_quote;
+pub mod wire;
 pub mod wit;
 
 pub use acr::{sign_acr, verify_acr, Acr, AcrClaims, CredentialSpec, Model};

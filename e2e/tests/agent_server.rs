@@ -583,11 +583,11 @@ async fn webhook_receiver(dir: &Path) -> (String, std::path::PathBuf, tokio::syn
         }),
     );
     let chain = vec![rustls::pki_types::CertificateDer::from(pki::cert_to_der(&cert).unwrap())];
-    let tls = Arc::new(est::server::server_tls_config_with_signer(chain, server_key).unwrap());
+    let tls = Arc::new(est::http::server_tls_config_with_signer(chain, server_key).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let _ = est::server::serve(listener, tls, app).await;
+        let _ = est::http::serve(listener, tls, app).await;
     });
     (url, ca_file, rx)
 }

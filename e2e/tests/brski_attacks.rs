@@ -97,11 +97,11 @@ async fn rogue_registrar(
         .fallback(|| async { StatusCode::OK });
     let ders = chain.iter().map(|c| pki::cert_to_der(c).unwrap().into()).collect();
     let pk = rustls::pki_types::PrivateKeyDer::Pkcs8(key.to_pkcs8_der().unwrap().to_vec().into());
-    let tls = Arc::new(est::server::server_tls_config(ders, pk).unwrap());
+    let tls = Arc::new(est::http::server_tls_config(ders, pk).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
-        let _ = est::server::serve(listener, tls, app).await;
+        let _ = est::http::serve(listener, tls, app).await;
     });
     (url, task)
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use der::Decode;
-use est::server::ConnectionInfo;
+use est::http::ConnectionInfo;
 use pledge::proxy::evidence::Caller;
 use pledge::proxy::{self, Identity, Proxy, ProxyConfig, RunningProxy};
 use serde_json::{json, Value};
@@ -240,10 +240,10 @@ async fn setup_with(tcp: bool, group: Option<&str>) -> Setup {
         .route("/agent/v1/credentials/{id}", get(f_poll))
         .with_state(server.clone());
     let der = rustls::pki_types::CertificateDer::from(pki::cert_to_der(&server_cert).unwrap());
-    let tls = est::server::server_tls_config_with_signer(vec![der], server_key).unwrap();
+    let tls = est::http::server_tls_config_with_signer(vec![der], server_key).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
-    tokio::spawn(est::server::serve(listener, Arc::new(tls), router));
+    tokio::spawn(est::http::serve(listener, Arc::new(tls), router));
 
     let identity = Identity::new(vec![proxy_cert], proxy_key, vec![ca_cert]).unwrap();
     let proxy = Proxy::with_identity(dir.path(), identity, &url, Duration::from_secs(10)).unwrap();

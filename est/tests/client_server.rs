@@ -4,10 +4,8 @@
 
 use est::authority::{Decision, LocalCa};
 use est::client::{ClientError, Enrollment, EstClient, EstConnection};
-use est::server::{
-    hash_password, router, serve, server_tls_config, AuthRequirement, BindingPolicy, EstServerConfig,
-    LabelPolicy,
-};
+use est::http::{serve, server_tls_config};
+use est::server::{hash_password, router, AuthRequirement, BindingPolicy, EstServerConfig, LabelPolicy};
 use est::tls::{client_config, ServerTrust};
 use hyper::StatusCode;
 use shared::keys::{Algorithm, Signer, SoftwareKey};

@@ -6,10 +6,8 @@ use bytes::Bytes;
 use der::Encode;
 use est::authority::{Decision, LocalCa};
 use est::binding::{challenge_password_for, csr_with_challenge_password, exporter_value};
-use est::server::{
-    hash_password, router, serve, server_tls_config, AuthRequirement, BindingPolicy, EstServerConfig,
-    LabelPolicy,
-};
+use est::http::{serve, server_tls_config};
+use est::server::{hash_password, router, AuthRequirement, BindingPolicy, EstServerConfig, LabelPolicy};
 use est::wire;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;

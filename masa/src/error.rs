@@ -29,6 +29,12 @@ pub enum MasaError {
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    /// A member of the TLS client certificate chain is not an X.509 certificate.
+    #[error("the TLS client certificate chain is refused: {0}")]
+    ClientCertRejected(String),
+    /// The whole body did not arrive in time (seconds; RFC 9110 §15.5.9).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// No voucher format in `Accept` that this MASA can issue.
     #[error(
         "none of the media types in Accept ('{0}') can be issued; this MASA issues \
@@ -152,6 +158,10 @@ impl MasaError {
             }
             PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
             BodyRead(_) => (S::BAD_REQUEST, "body-read", "Unreadable request body"),
+            BodyTimeout(_) => (S::REQUEST_TIMEOUT, "body-timeout", "Request body too slow"),
+            ClientCertRejected(_) => {
+                (S::FORBIDDEN, "client-certificate-rejected", "Client certificate refused")
+            }
             NotAcceptable(_) => (S::NOT_ACCEPTABLE, "not-acceptable", "No acceptable voucher format"),
             MalformedRequest(_) => (S::BAD_REQUEST, "malformed-request", "Malformed voucher-request"),
             FormatMismatch { .. } => (S::BAD_REQUEST, "format-mismatch", "Body does not match Content-Type"),

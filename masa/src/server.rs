@@ -1,6 +1,6 @@
 //! The MASA's HTTP surface: `POST /.well-known/brski/requestvoucher`,
 //! `POST /.well-known/brski/requestauditlog`, `GET /healthz`, `/readyz` and `/metrics` (brski_*), served over
-//! TLS 1.3/1.2 by `est::server::serve` (which hands every request its connection's
+//! TLS 1.3/1.2 by `est::http::serve` (which hands every request its connection's
 //! [`ConnectionInfo`], including the registrar's client certificate chain).
 //!
 //! Handlers only move bytes: negotiate, read the body within the limit, call the checks in
@@ -13,12 +13,13 @@ use crate::media;
 use crate::request::{check_voucher_request, Seen};
 use crate::state::Masa;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use est::server::ConnectionInfo;
+use est::http::{BodyError, BodyLimits, ConnectionInfo, PeerChainError};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use shared::brski::{PATH_REQUEST_AUDIT_LOG, PATH_REQUEST_VOUCHER};
 use shared::metrics::Metrics;
@@ -32,7 +33,7 @@ struct ServerState {
     metrics: Arc<Metrics>,
 }
 
-/// The MASA router. Serve it with [`serve`] (or `est::server::serve`) so that handlers see the
+/// The MASA router. Serve it with [`serve`] (or `est::http::serve`) so that handlers see the
 /// TLS connection.
 pub fn router(masa: Arc<Masa>) -> Router {
     let metrics = Arc::new(Metrics::new("masa"));
@@ -42,11 +43,11 @@ pub fn router(masa: Arc<Masa>) -> Router {
         .route(PATH_REQUEST_VOUCHER, post(request_voucher))
         .route(PATH_REQUEST_AUDIT_LOG, post(request_audit_log))
         .with_state(state);
-    est::server::observed(router, metrics, ready)
+    est::http::observed(router, metrics, ready)
 }
 
 /// Ready when the store answers and the voucher-signing key signs.
-fn ready_check(masa: Arc<Masa>) -> est::server::ReadyCheck {
+fn ready_check(masa: Arc<Masa>) -> est::http::ReadyCheck {
     Arc::new(move || {
         let masa = masa.clone();
         Box::pin(async move {
@@ -66,7 +67,7 @@ pub fn tls_config(masa: &Masa) -> Result<Arc<rustls::ServerConfig>, MasaError> {
         .map(|c| shared::pki::cert_to_der(c).map(CertificateDer::from))
         .collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::Pkcs8(masa.tls_key().to_pkcs8_der()?.to_vec().into());
-    let cfg = est::server::server_tls_config(chain, key).map_err(|e| MasaError::Internal(e.to_string()))?;
+    let cfg = est::http::server_tls_config(chain, key).map_err(|e| MasaError::Internal(e.to_string()))?;
     Ok(Arc::new(cfg))
 }
 
@@ -74,7 +75,7 @@ pub fn tls_config(masa: &Masa) -> Result<Arc<rustls::ServerConfig>, MasaError> {
 pub async fn serve(masa: Arc<Masa>, listener: TcpListener) -> Result<(), MasaError> {
     let tls = tls_config(&masa)?;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    est::server::serve(listener, tls, router(masa))
+    est::http::serve(listener, tls, router(masa))
         .await
         .map_err(|e| MasaError::Io { path: addr, detail: e.to_string() })
 }
@@ -94,7 +95,7 @@ struct Facts {
     accept: Option<String>,
     remote: Option<String>,
     /// The TLS client certificate chain (unvalidated; judged against ownership records).
-    peer: Vec<Certificate>,
+    peer: Result<Vec<Certificate>, PeerChainError>,
 }
 
 /// Splits a request into its facts and its body.
@@ -104,12 +105,11 @@ fn split(req: Request) -> (Facts, Body) {
     let header = |name| {
         parts.headers.get(name).map(|v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
-    let peer = conn.as_ref().map(|c| c.peer_certs.as_slice()).unwrap_or_default();
     let facts = Facts {
         content_type: header(header::CONTENT_TYPE),
         accept: header(header::ACCEPT),
         remote: conn.as_ref().and_then(|c| c.remote).map(|r| r.to_string()),
-        peer: peer.iter().filter_map(|c| shared::pki::cert_from_der(c.as_ref()).ok()).collect(),
+        peer: conn.as_ref().map_or(Ok(Vec::new()), |c| c.peer_chain()),
     };
     (facts, body)
 }
@@ -122,7 +122,8 @@ async fn request_voucher(State(st): State<Arc<ServerState>>, req: Request) -> Re
         let format = media::request_format(facts.content_type.as_deref())?;
         let body = read_limited(body, st.masa.config().body_limit).await?;
         let answer = media::voucher_format(facts.accept.as_deref())?;
-        let approved = check_voucher_request(&st.masa, &body, format, &facts.peer, &mut seen).await?;
+        let peer = facts.peer.as_deref().map_err(|e| MasaError::ClientCertRejected(e.to_string()))?;
+        let approved = check_voucher_request(&st.masa, &body, format, peer, &mut seen).await?;
         let actor = seen.registrar.clone().unwrap_or_default();
         let bytes = crate::voucher::issue(&st.masa, &approved, answer, &actor).await?;
         tracing::info!(serial = %approved.serial, assertion = %approved.assertion, format = %answer, "voucher issued");
@@ -176,10 +177,12 @@ async fn refuse(st: &ServerState, action: &str, seen: &Seen, facts: &Facts, e: M
     e.to_response(media::wants_problem_json(facts.accept.as_deref()))
 }
 
-/// Reads the body within `limit` (the shared EST-server reader), as a [`MasaError`].
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, MasaError> {
-    est::server::read_limited(body, limit).await.map_err(|e| match e {
-        est::server::BodyError::TooLarge(n) => MasaError::PayloadTooLarge(n),
-        est::server::BodyError::Read(r) => MasaError::BodyRead(r),
+/// Reads the body within `limit` and the default timeout (the one reader of every server), as
+/// a [`MasaError`].
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, MasaError> {
+    est::http::read_body(body, BodyLimits::new(limit)).await.map_err(|e| match e {
+        BodyError::TooLarge(n) => MasaError::PayloadTooLarge(n),
+        BodyError::Timeout(t) => MasaError::BodyTimeout(t.as_secs()),
+        BodyError::Read(r) => MasaError::BodyRead(r),
     })
 }

@@ -15,9 +15,15 @@ pub enum RegistrarError {
     /// Body over the limit.
     #[error("request body exceeds the limit of {0} bytes")]
     TooLarge(usize),
-    /// Body could not be read in time.
+    /// Body could not be read.
     #[error("cannot read the request body: {0}")]
     Body(String),
+    /// The whole body did not arrive in time (RFC 9110 §15.5.9).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    /// A member of the TLS client chain is not an X.509 certificate.
+    #[error("the TLS client certificate chain is refused: {0}")]
+    ClientCertRejected(String),
     /// No IDevID client certificate on the TLS connection.
     #[error("a TLS client certificate (the pledge's IDevID) is required")]
     NoClientCert,
@@ -86,10 +92,14 @@ impl RegistrarError {
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Body(_) | BadRequest(_) | NoSerial => StatusCode::BAD_REQUEST,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             NoClientCert | ProximityMismatch => StatusCode::UNAUTHORIZED,
-            UnknownManufacturer(_) | SignerMismatch | SerialMismatch { .. } | Replay | NotAuthorized(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ClientCertRejected(_)
+            | UnknownManufacturer(_)
+            | SignerMismatch
+            | SerialMismatch { .. }
+            | Replay
+            | NotAuthorized(_) => StatusCode::FORBIDDEN,
             Pending { .. } => StatusCode::ACCEPTED,
             Masa { status, .. } if (400..500).contains(status) => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -107,6 +117,8 @@ impl RegistrarError {
             UnsupportedMediaType(_) => "unsupported-media-type",
             TooLarge(_) => "too-large",
             Body(_) => "body",
+            BodyTimeout(_) => "body-timeout",
+            ClientCertRejected(_) => "client-certificate-rejected",
             NoClientCert => "no-client-certificate",
             UnknownManufacturer(_) => "unknown-manufacturer",
             NoSerial => "no-serial-number",
@@ -122,6 +134,17 @@ impl RegistrarError {
             UnknownPledge => "unknown-pledge",
             Store(_) => "store",
             Internal(_) => "internal",
+        }
+    }
+}
+
+/// A body the one reader could not read, as a BRSKI refusal.
+impl From<&est::http::BodyError> for RegistrarError {
+    fn from(e: &est::http::BodyError) -> Self {
+        match e {
+            est::http::BodyError::TooLarge(n) => RegistrarError::TooLarge(*n),
+            est::http::BodyError::Timeout(t) => RegistrarError::BodyTimeout(t.as_secs()),
+            est::http::BodyError::Read(r) => RegistrarError::Body(r.clone()),
         }
     }
 }

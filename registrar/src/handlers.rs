@@ -13,27 +13,28 @@ use crate::state::Registrar;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use est::server::ConnectionInfo;
+use bytes::Bytes;
+use est::http::{BodyLimits, ConnectionInfo};
 use shared::brski::{StatusReport, MAX_JSON_BODY};
 use shared::pki::{self, verify_chain};
 use shared::signed::{Format, MAX_ARTIFACT_LEN};
 use shared::store::{VoucherRecord, WriteBatch};
 use shared::voucher::SignedVoucher;
 use std::sync::Arc;
-use std::time::Duration;
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 /// How long a used pledge nonce is remembered (replays within this window are refused).
 const NONCE_MEMORY: time::Duration = time::Duration::days(30);
-/// Longest wait for a request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// POST /.well-known/brski/requestvoucher.
 pub(crate) async fn request_voucher(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
     let conn = connection(&req);
     let remote = conn.remote;
-    let chain = client_chain(&conn);
+    let chain = match client_chain(&conn) {
+        Ok(c) => c,
+        Err(e) => return refuse(&reg, "unknown", "requestvoucher", e).await,
+    };
     let serial = chain.first().and_then(pki::serial_number).unwrap_or_else(|| "unknown".into());
     let started = std::time::Instant::now();
     match voucher_flow(&reg, &chain, req).await {
@@ -195,7 +196,10 @@ fn voucher_record(pvr: &CheckedPvr, bytes: &[u8]) -> VoucherRecord {
 /// POST /.well-known/brski/voucher_status: records the report; on success checks the MASA
 /// audit log as the policy says.
 pub(crate) async fn voucher_status(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
-    let chain = client_chain(&connection(&req));
+    let chain = match client_chain(&connection(&req)) {
+        Ok(c) => c,
+        Err(e) => return refuse(&reg, "unknown", "voucher_status", e).await,
+    };
     let serial = chain.first().and_then(pki::serial_number).unwrap_or_else(|| "unknown".into());
     match voucher_status_flow(&reg, &chain, req).await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -266,7 +270,10 @@ async fn check_audit_log(reg: &Registrar, record: &mut PledgeRecord, idevid: &Ce
 /// POST /.well-known/brski/enrollstatus: records the report and which certificate it came
 /// with (RFC 8995 §5.9.4: the registrar logs whether it came with a matching client cert).
 pub(crate) async fn enroll_status(State(reg): State<Arc<Registrar>>, req: Request) -> Response {
-    let chain = client_chain(&connection(&req));
+    let chain = match client_chain(&connection(&req)) {
+        Ok(c) => c,
+        Err(e) => return refuse(&reg, "unknown", "enrollstatus", e).await,
+    };
     let serial = chain.first().and_then(pki::serial_number).unwrap_or_else(|| "unknown".into());
     match enroll_status_flow(&reg, &chain, req).await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -346,13 +353,9 @@ fn connection(req: &Request) -> Arc<ConnectionInfo> {
     req.extensions().get::<Arc<ConnectionInfo>>().cloned().unwrap_or_default()
 }
 
-/// The TLS client chain, parsed (an unparsable chain counts as none).
-fn client_chain(conn: &ConnectionInfo) -> Vec<Certificate> {
-    conn.peer_certs
-        .iter()
-        .map(|c| pki::cert_from_der(c.as_ref()))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_default()
+/// The TLS client chain, parsed by the one rule of every server (whole or refused).
+fn client_chain(conn: &ConnectionInfo) -> Result<Vec<Certificate>, RegistrarError> {
+    conn.peer_chain().map_err(|e| RegistrarError::ClientCertRejected(e.to_string()))
 }
 
 fn fingerprint(cert: &Certificate) -> String {
@@ -369,14 +372,9 @@ fn accepted_formats(h: &HeaderMap) -> Vec<Format> {
     accept.split(',').filter_map(Format::from_media_type).collect()
 }
 
-/// Reads the body with a size limit (the shared EST-server reader) and a timeout.
-async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, RegistrarError> {
-    match tokio::time::timeout(BODY_TIMEOUT, est::server::read_limited(req.into_body(), limit)).await {
-        Err(_) => Err(RegistrarError::Body("timed out".into())),
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(est::server::BodyError::TooLarge(n))) => Err(RegistrarError::TooLarge(n)),
-        Ok(Err(e)) => Err(RegistrarError::Body(e.to_string())),
-    }
+/// Reads the body with a size limit and the default timeout (the one reader of every server).
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, RegistrarError> {
+    est::http::read_body(req.into_body(), BodyLimits::new(limit)).await.map_err(|e| RegistrarError::from(&e))
 }
 
 fn store_err(e: shared::store::StoreError) -> RegistrarError {

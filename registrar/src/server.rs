@@ -39,11 +39,11 @@ impl Registrar {
             Some(_) => router.merge(crate::agent::routes(self.clone())),
             None => router,
         };
-        Ok(est::server::observed(router, self.metrics_handle(), self.ready_check()))
+        Ok(est::http::observed(router, self.metrics_handle(), self.ready_check()))
     }
 
     /// Ready when the store answers and the domain CA key signs.
-    fn ready_check(self: &Arc<Self>) -> est::server::ReadyCheck {
+    fn ready_check(self: &Arc<Self>) -> est::http::ReadyCheck {
         let reg = self.clone();
         Arc::new(move || {
             let reg = reg.clone();
@@ -63,13 +63,13 @@ impl Registrar {
             .map(|c| pki::cert_to_der(c).map(rustls::pki_types::CertificateDer::from))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        Ok(Arc::new(est::server::server_tls_config_with_signer(chain, self.key())?))
+        Ok(Arc::new(est::http::server_tls_config_with_signer(chain, self.key())?))
     }
 
     /// Serves on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let router = self.router().map_err(std::io::Error::other)?;
         let tls = self.tls_config().map_err(std::io::Error::other)?;
-        est::server::serve(listener, tls, router).await
+        est::http::serve(listener, tls, router).await
     }
 }

@@ -5,9 +5,9 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use est::authority::LocalCa;
+use est::http::server_tls_config;
 use est::server::{
-    hash_password, router, server_tls_config, AuthRequirement, BindingPolicy, EstFileConfig, EstServerConfig,
-    LabelPolicy,
+    hash_password, router, AuthRequirement, BindingPolicy, EstFileConfig, EstServerConfig, LabelPolicy,
 };
 use shared::keys::{generate_key_file, load_key_file, Algorithm, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
@@ -78,7 +78,7 @@ async fn serve_config(path: &Path) -> anyhow::Result<()> {
         labels.join(", ")
     );
     drop(out);
-    est::server::serve(listener, Arc::new(server_tls_config(chain, key)?), app).await?;
+    est::http::serve(listener, Arc::new(server_tls_config(chain, key)?), app).await?;
     Ok(())
 }
 
@@ -151,7 +151,7 @@ async fn serve_dev(a: &ServeArgs, state: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     print_banner(a, state, &ca_cert, listener.local_addr()?);
-    est::server::serve(listener, tls, app).await?;
+    est::http::serve(listener, tls, app).await?;
     Ok(())
 }
 
@@ -271,7 +271,7 @@ fn write_banner(
 /// CA key signs) to the EST router.
 fn observed(app: axum::Router, store: Arc<SqliteStore>, ca: Arc<LocalCa>) -> anyhow::Result<axum::Router> {
     let metrics = Arc::new(shared::metrics::Metrics::new("est"));
-    let ready: est::server::ReadyCheck = Arc::new(move || {
+    let ready: est::http::ReadyCheck = Arc::new(move || {
         let (store, ca) = (store.clone(), ca.clone());
         Box::pin(async move {
             use shared::store::Store;
@@ -280,5 +280,5 @@ fn observed(app: axum::Router, store: Arc<SqliteStore>, ca: Arc<LocalCa>) -> any
             Ok(())
         })
     });
-    Ok(est::server::observed(app, metrics, ready))
+    Ok(est::http::observed(app, metrics, ready))
 }

@@ -2,28 +2,22 @@
 //! anchors, or to this CA for re-enrollment, and not revoked) and HTTP Basic credentials
 //! (argon2, with recently verified credentials answered from the [`CredentialCache`]).
 
-use super::accept::ConnectionInfo;
 use super::config::{AuthRequirement, LabelPolicy};
 use super::credential_cache::CredentialCache;
 use super::error::EstError;
 use super::password::verify_password;
 use super::state::ServerState;
 use crate::authority::Identity;
+use crate::http::ConnectionInfo;
 use axum::http::{header, HeaderMap};
-use der::Decode;
 use shared::pki::verify_chain;
 use std::time::Instant;
 use x509_cert::Certificate;
 
-/// The client certificate chain of the connection, parsed: (leaf, the rest).
+/// The client certificate chain of the connection, parsed by the one rule
+/// ([`ConnectionInfo::peer_chain`]): (leaf, the rest), or none.
 fn peer_chain(conn: &ConnectionInfo) -> Result<Option<(Certificate, Vec<Certificate>)>, EstError> {
-    let mut certs = Vec::with_capacity(conn.peer_certs.len());
-    for c in &conn.peer_certs {
-        certs.push(
-            Certificate::from_der(c.as_ref())
-                .map_err(|e| EstError::ClientCertRejected(format!("unparsable client certificate: {e}")))?,
-        );
-    }
+    let mut certs = conn.peer_chain().map_err(|e| EstError::ClientCertRejected(e.to_string()))?;
     if certs.is_empty() {
         return Ok(None);
     }

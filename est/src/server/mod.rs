@@ -12,39 +12,30 @@
 //! * `file_config`: the TOML file of a standalone server ([`EstFileConfig`]);
 //! * `password`: argon2 PHC hashes for HTTP Basic users ([`hash_password`]);
 //! * `error`: [`EstError`] and its single mapping to a [`crate::http::Problem`];
-//! * `tls`: [`server_tls_config`] and its optional client-certificate verifier;
-//! * `accept`: the accept loop ([`serve`]) and the per-connection [`ConnectionInfo`];
-//! * `limited`: reading a request body within a size limit ([`read_limited`]);
 //! * `credential_cache`: recently verified Basic credentials, so argon2 runs once per TTL;
 //! * `state`: what every handler shares (configuration, authority, credential cache);
 //! * `auth`: HTTP Basic and TLS client-certificate authentication;
 //! * `handlers`: one module per EST operation, plus request/response bodies and CSR checks;
-//! * `routes`: [`router`], path splitting and dispatch to the handlers;
-//! * `observe`: request ids, Prometheus metrics, `/metrics`, `/healthz`, `/readyz` ([`observed`]).
+//! * `routes`: [`router`], path splitting and dispatch to the handlers.
+//!
+//! The accept loop, TLS configuration, body reader and `/metrics` plumbing every server shares
+//! live in [`crate::http`].
 
-mod accept;
 mod auth;
 mod config;
 mod credential_cache;
 mod error;
 mod file_config;
 mod handlers;
-mod limited;
-mod observe;
 mod password;
 mod routes;
 mod state;
-mod tls;
 
-pub use accept::{serve, serve_with, ConnectionInfo, ServeOptions};
 pub use config::{
     AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT, OPERATIONS,
 };
 pub use error::{EstError, WWW_AUTHENTICATE_BASIC};
 pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
-pub use limited::{read_limited, BodyError};
-pub use observe::{observed, ReadyCheck, REQUEST_ID};
 pub use password::{hash_password, verify_password};
 pub use routes::router;
-pub use tls::{server_tls_config, server_tls_config_with_signer};

@@ -1,12 +1,12 @@
 //! The EST router: `/.well-known/est[/<label>]/<operation>` split into label and operation,
 //! method checks, the request timeout, logging, and dispatch to the handlers.
 
-use super::accept::ConnectionInfo;
 use super::config::{ConfigError, EstServerConfig};
 use super::error::EstError;
 use super::handlers::{cacerts, csrattrs, enroll};
 use super::state::ServerState;
 use crate::authority::{Authority, Operation};
+use crate::http::ConnectionInfo;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};

@@ -4,11 +4,11 @@
 
 use super::problem::Refusal;
 use crate::identity::cert_hash;
+use est::http::ConnectionInfo;
 use est::http::Reason;
-use est::server::ConnectionInfo;
 use shared::agent::wire::CredentialRequest;
 use shared::agent::{id_matches, verify_acr, Acr, Model};
-use shared::pki::{self, verify_chain};
+use shared::pki::verify_chain;
 use shared::Verified;
 use x509_cert::Certificate;
 
@@ -23,8 +23,7 @@ pub struct ProxyIdentity {
 
 /// The proxy's LDevID must chain to the domain CA.
 pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<ProxyIdentity, Refusal> {
-    let chain: Vec<Certificate> =
-        conn.peer_certs.iter().filter_map(|c| pki::cert_from_der(c.as_ref()).ok()).collect();
+    let chain = conn.peer_chain().map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let leaf = chain
         .first()
         .ok_or_else(|| Refusal::unauthorized("a TLS client certificate (LDevID) is required"))?;

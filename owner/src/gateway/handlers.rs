@@ -6,22 +6,20 @@ use super::problem::Refusal;
 use super::state::{Gateway, Polled};
 use super::upstream::submit;
 use super::CREDENTIALS_PATH;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use est::http::Reason;
-use est::server::ConnectionInfo;
+use est::http::{BodyLimits, ConnectionInfo, Reason};
 use shared::agent::acr::CREDENTIAL_REQUEST_MEDIA_TYPE;
 use shared::agent::jwt::unix_now;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Largest request body.
 pub(super) const MAX_BODY: usize = 64 * 1024;
-/// Longest wait for a request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retry-After of a pending answer and of a full queue.
 const RETRY_AFTER_SECS: u64 = 1;
 
@@ -73,7 +71,7 @@ async fn create_inner(gw: &Gateway, req: Request) -> Result<Response, Refusal> {
     Ok(relayed.into_response())
 }
 
-async fn read_body(req: Request) -> Result<Vec<u8>, Refusal> {
+async fn read_body(req: Request) -> Result<Bytes, Refusal> {
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if base != "application/json" && base != CREDENTIAL_REQUEST_MEDIA_TYPE {
@@ -82,14 +80,9 @@ async fn read_body(req: Request) -> Result<Vec<u8>, Refusal> {
             format!("Content-Type must be application/json or {CREDENTIAL_REQUEST_MEDIA_TYPE}"),
         ));
     }
-    match tokio::time::timeout(BODY_TIMEOUT, est::server::read_limited(req.into_body(), MAX_BODY)).await {
-        Err(_) => Err(Refusal::bad_request("timed out reading the request body")),
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(est::server::BodyError::TooLarge(n))) => {
-            Err(Refusal::new(Reason::TooLarge, format!("body over {n} bytes")))
-        }
-        Ok(Err(e)) => Err(Refusal::bad_request(e.to_string())),
-    }
+    est::http::read_body(req.into_body(), BodyLimits::new(MAX_BODY))
+        .await
+        .map_err(|e| Refusal::new(Reason::from(&e), e.to_string()))
 }
 
 fn pending(id: &str) -> Response {

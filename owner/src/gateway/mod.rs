@@ -84,7 +84,7 @@ impl GatewayOptions {
 pub fn tls_config(owner: &OwnerIdentity) -> Result<Arc<rustls::ServerConfig>, OwnerError> {
     let der = pki::cert_to_der(&owner.cert)?;
     let key: Arc<dyn Signer> = owner.key.clone();
-    let cfg = est::server::server_tls_config_with_signer(vec![der.into()], key)
+    let cfg = est::http::server_tls_config_with_signer(vec![der.into()], key)
         .map_err(|e| OwnerError::Tls(e.to_string()))?;
     Ok(Arc::new(cfg))
 }
@@ -100,5 +100,5 @@ pub async fn serve(
         tracing::warn!("[gateway] agents is empty: every request will be refused");
     }
     let router = handlers::routes(Arc::new(Gateway::new(owner, opts)));
-    est::server::serve(listener, tls, router).await.map_err(|e| OwnerError::Tls(e.to_string()))
+    est::http::serve(listener, tls, router).await.map_err(|e| OwnerError::Tls(e.to_string()))
 }

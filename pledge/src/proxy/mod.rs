@@ -17,6 +17,7 @@
 pub mod agent_api;
 pub mod attest;
 pub mod evidence;
+pub mod listen;
 pub mod peer;
 pub mod renew;
 pub mod upstream;
@@ -423,9 +424,9 @@ pub async fn start_with(
     idevid: Option<Idevid>,
 ) -> Result<RunningProxy, ProxyError> {
     let socket = cfg.socket_path();
-    let listener = agent_api::bind_unix(&socket, cfg.socket_group.as_deref())?;
+    let listener = listen::bind_unix(&socket, cfg.socket_group.as_deref())?;
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
-    let mut tasks = vec![tokio::spawn(agent_api::serve_unix(proxy.clone(), listener, limit.clone()))];
+    let mut tasks = vec![tokio::spawn(listen::serve_unix(proxy.clone(), listener, limit.clone()))];
     let mut tcp = None;
     if let Some(addr) = cfg.tcp_listen {
         if !addr.ip().is_loopback() {
@@ -438,7 +439,7 @@ pub async fn start_with(
             .map_err(|source| ProxyError::Io { what: format!("binding {addr}"), source })?;
         tcp = l.local_addr().ok();
         tracing::warn!(addr = ?tcp, "Agent API also on loopback TCP: callers there have no uid/pid");
-        tasks.push(tokio::spawn(agent_api::serve_tcp(proxy.clone(), l, limit)));
+        tasks.push(tokio::spawn(listen::serve_tcp(proxy.clone(), l, limit)));
     }
     if cfg.renew {
         let bootstrap = cfg.bootstrap.clone().zip(idevid);

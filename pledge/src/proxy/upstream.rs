@@ -4,16 +4,13 @@
 //! negotiates). Every step is bounded by the configured timeout.
 
 use super::{Identity, ProxyError};
-use est::client::{ClientError, EstClient, EstConnection, RawReply};
+use est::client::{ClientError, EstClient, PoolOptions, PooledClient, RawReply};
 use est::tls::{client_config, ServerTrust};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// Idle connections kept for reuse: one per request in flight under a busy host (an HTTP/1.1
-/// connection carries one exchange at a time), so bursts of agents reuse connections instead of
-/// each paying a TLS handshake. Idle connections the server closed are skipped.
-const MAX_IDLE: usize = 32;
+/// connection carries one exchange at a time), for at most 20 s (the one pool's defaults).
+const POOL: PoolOptions = PoolOptions { max_idle: 32, max_idle_age: Duration::from_secs(20) };
 
 /// The Identity Server's agent endpoints.
 pub mod paths {
@@ -37,19 +34,12 @@ pub struct UpstreamError {
     pub source: ClientError,
 }
 
-enum Call<'a> {
-    Get(&'a str),
-    Post(&'a str, &'a [u8]),
-}
-
 /// A pool of mTLS connections to the registrar.
 pub struct Upstream {
     url: String,
     trust: Option<[u8; 32]>,
     timeout: Duration,
-    client: RwLock<(u64, EstClient)>,
-    generation: AtomicU64,
-    idle: Mutex<Vec<(u64, EstConnection)>>,
+    pool: PooledClient,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -90,14 +80,7 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Self, ProxyError> {
         let client = est_client(url, pin, identity, timeout)?;
-        Ok(Upstream {
-            url: url.to_string(),
-            trust: pin,
-            timeout,
-            client: RwLock::new((0, client)),
-            generation: AtomicU64::new(0),
-            idle: Mutex::new(Vec::new()),
-        })
+        Ok(Upstream { url: url.to_string(), trust: pin, timeout, pool: PooledClient::new(client, POOL) })
     }
 
     /// The server URL.
@@ -107,80 +90,22 @@ impl Upstream {
 
     /// Presents `identity` from now on; idle connections made with the old one are dropped.
     pub fn set_identity(&self, identity: &Identity) -> Result<(), ProxyError> {
-        let client = est_client(&self.url, self.trust, identity, self.timeout)?;
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.client.write() {
-            Ok(mut g) => *g = (generation, client),
-            Err(p) => *p.into_inner() = (generation, client),
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
-        }
+        self.pool.replace_client(est_client(&self.url, self.trust, identity, self.timeout)?);
         Ok(())
-    }
-
-    fn current(&self) -> (u64, EstClient) {
-        match self.client.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    fn take_idle(&self, generation: u64) -> Option<EstConnection> {
-        let mut idle = self.idle.lock().ok()?;
-        idle.retain(|(g, c)| *g == generation && !c.is_closed());
-        idle.pop().map(|(_, c)| c)
-    }
-
-    fn put_idle(&self, generation: u64, conn: EstConnection) {
-        if generation != self.generation.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < MAX_IDLE {
-                idle.push((generation, conn));
-            }
-        }
     }
 
     /// `GET path` on the server.
     pub async fn get(&self, path: &str) -> Result<RawReply, UpstreamError> {
-        self.call(Call::Get(path)).await
+        self.pool.get_raw(path, Some("application/json")).await.map_err(|source| self.error(source))
     }
 
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Result<RawReply, UpstreamError> {
-        self.call(Call::Post(path, body)).await
+        let json = Some("application/json");
+        self.pool.post_raw(path, "application/json", json, body).await.map_err(|source| self.error(source))
     }
 
-    async fn call(&self, call: Call<'_>) -> Result<RawReply, UpstreamError> {
-        let (generation, client) = self.current();
-        let err = |source| UpstreamError { url: self.url.clone(), source };
-        // A reused connection may have been closed by the server while idle: one retry on a
-        // fresh connection. Errors on a fresh connection are final.
-        // A timeout is final too: the server may be working on the request.
-        if let Some(mut conn) = self.take_idle(generation) {
-            match send(&mut conn, &call).await {
-                Ok(reply) => {
-                    self.put_idle(generation, conn);
-                    return Ok(reply);
-                }
-                Err(e @ ClientError::Timeout(_)) => return Err(err(e)),
-                Err(e) => tracing::debug!(error = %e, "idle connection to the server failed; reconnecting"),
-            }
-        }
-        let mut conn = client.connect().await.map_err(err)?;
-        let reply = send(&mut conn, &call).await.map_err(err)?;
-        self.put_idle(generation, conn);
-        Ok(reply)
-    }
-}
-
-async fn send(conn: &mut EstConnection, call: &Call<'_>) -> Result<RawReply, ClientError> {
-    match call {
-        Call::Get(path) => conn.get_raw(path, Some("application/json")).await,
-        Call::Post(path, body) => {
-            conn.post_raw(path, "application/json", Some("application/json"), body.to_vec()).await
-        }
+    fn error(&self, source: ClientError) -> UpstreamError {
+        UpstreamError { url: self.url.clone(), source }
     }
 }

@@ -6,8 +6,8 @@ use super::error::Refusal;
 use super::model::{Caller, ProxyFacts};
 use super::service::AgentService;
 use crate::state::Registrar;
+use est::http::ConnectionInfo;
 use est::http::Reason;
-use est::server::ConnectionInfo;
 use shared::b64;
 use shared::crypto::sha256;
 use shared::pki::{self, verify_chain};
@@ -19,9 +19,9 @@ pub fn cert_hash(cert: &Certificate) -> String {
     b64::encode_url(&sha256(&pki::cert_to_der(cert).unwrap_or_default()))
 }
 
-/// The parsed client chain of a connection.
-pub fn client_chain(conn: &ConnectionInfo) -> Vec<Certificate> {
-    conn.peer_certs.iter().filter_map(|c| pki::cert_from_der(c.as_ref()).ok()).collect()
+/// The parsed client chain of a connection (the one rule of every server: whole or refused).
+pub fn client_chain(conn: &ConnectionInfo) -> Result<Vec<Certificate>, Refusal> {
+    conn.peer_chain().map_err(|e| Refusal::unauthorized(e.to_string()))
 }
 
 /// Checks that `cert` (with intermediates) is a live LDevID of this domain.
@@ -68,7 +68,7 @@ pub async fn identify(reg: &Registrar, svc: &AgentService, conn: &ConnectionInfo
     let caller = match svc.callers.get(&key, now) {
         Some(c) => c,
         None => {
-            let c = identify_uncached(reg, svc, &client_chain(conn))?;
+            let c = identify_uncached(reg, svc, &client_chain(conn)?)?;
             let leaf = match &c {
                 Caller::Proxy(p) => &p.cert,
                 Caller::Owner { cert, .. } => cert,

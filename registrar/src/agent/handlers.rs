@@ -14,8 +14,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use est::http::Reason;
-use est::server::ConnectionInfo;
+use bytes::Bytes;
+use est::http::{BodyLimits, ConnectionInfo, Reason};
 use serde_json::{json, Value};
 use shared::agent::challenge::{sign_challenge, AttestationStatus, ChallengeClaims, Requested};
 use shared::agent::jwt::{new_jti, random, unix_now};
@@ -24,13 +24,11 @@ use shared::agent::wire::{Answered, ChallengeItem, Challenges, CredentialRequest
 use shared::b64;
 use shared::store::AuditEvent;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Largest request body.
 pub(super) const MAX_BODY: usize = 64 * 1024;
 /// Retry-After for pending requests.
 pub(super) const RETRY_AFTER_SECS: u64 = 1;
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The agent routes (only mounted when the registrar has an agent policy).
 pub fn routes(reg: Arc<Registrar>) -> Router {
@@ -130,15 +128,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request, media: &[&str])
     serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("request body: {e}")))
 }
 
-async fn read_body(req: Request) -> Result<Vec<u8>, Refusal> {
-    match tokio::time::timeout(BODY_TIMEOUT, est::server::read_limited(req.into_body(), MAX_BODY)).await {
-        Err(_) => Err(Refusal::bad_request("timed out reading the request body")),
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(est::server::BodyError::TooLarge(n))) => {
-            Err(Refusal::new(Reason::TooLarge, format!("body over {n} bytes")))
-        }
-        Ok(Err(e)) => Err(Refusal::bad_request(e.to_string())),
-    }
+/// Reads the body within the agent surface's limits (the one reader; the one reason table).
+async fn read_body(req: Request) -> Result<Bytes, Refusal> {
+    est::http::read_body(req.into_body(), BodyLimits::new(MAX_BODY))
+        .await
+        .map_err(|e| Refusal::new(Reason::from(&e), e.to_string()))
 }
 
 async fn credentials(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response {
@@ -287,7 +281,7 @@ async fn answer(AxState(reg): AxState<Arc<Registrar>>, Path(id): Path<String>, r
             return Err(Refusal::new(Reason::UnsupportedMediaType, "Content-Type must be application/jwt"));
         }
         let spki = spki.clone();
-        let oa = String::from_utf8(read_body(req).await?)
+        let oa = String::from_utf8(read_body(req).await?.to_vec())
             .map_err(|_| Refusal::bad_request("the OA is not text"))?;
         let now = unix_now();
         let entry = svc.pending.claim_answer(&id, now)?;

@@ -7,13 +7,13 @@
 //! not pay for new TLS handshakes to the MASA. Every exchange runs under a timeout.
 
 use axum::http::StatusCode;
-use est::client::{ClientError, EstClient, EstConnection, RawReply};
+use est::client::{ClientError, EstClient, PoolOptions, PooledClient, RawReply};
 use est::tls::{client_config, ServerTrust};
 use shared::brski::{masa_base_url, AuditLog};
 use shared::keys::Signer;
 use shared::signed::Format;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use x509_cert::Certificate;
 
 /// The voucher format a MASA's `Content-Type` names (parameters ignored; the alias
@@ -29,12 +29,8 @@ fn voucher_format_of(content_type: &str) -> Option<Format> {
 /// Default per-step timeout (connect, handshake, request).
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Idle connections a client keeps for reuse; more are closed after their exchange.
-const MAX_IDLE: usize = 16;
-
-/// An idle connection older than this is closed rather than reused (servers close idle
-/// connections after a while; a fresh handshake is cheaper than a failed exchange).
-const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
+/// Idle connections a client keeps for reuse, and for how long (the one pool's rules).
+const POOL: PoolOptions = PoolOptions { max_idle: 16, max_idle_age: Duration::from_secs(20) };
 
 /// Why a MASA exchange failed before an HTTP answer arrived, or the answer was unusable.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +86,8 @@ impl MasaReply {
 /// and the idle keep-alive connections.
 #[derive(Clone)]
 pub struct MasaClient {
-    est: EstClient,
+    pool: Arc<PooledClient>,
     base_path: String,
-    idle: Arc<Mutex<Vec<(EstConnection, Instant)>>>,
 }
 
 impl std::fmt::Debug for MasaClient {
@@ -120,13 +115,14 @@ impl MasaClient {
             .map_err(|e| MasaClientError::Tls(e.to_string()))?;
         let est = EstClient::new(&url, None, tls).map_err(|_| MasaClientError::Url(base_url.into()))?;
         let base_path = uri.path().trim_end_matches('/').to_string();
-        Ok(MasaClient { est: est.with_timeout(DEFAULT_TIMEOUT), base_path, idle: Arc::default() })
+        let pool = Arc::new(PooledClient::new(est.with_timeout(DEFAULT_TIMEOUT), POOL));
+        Ok(MasaClient { pool, base_path })
     }
 
     /// Sets the per-step timeout (connect, handshake, request); default 30 s.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.est = self.est.with_timeout(timeout);
-        self
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let pool = Arc::new(PooledClient::new(self.pool.client().with_timeout(timeout), POOL));
+        MasaClient { pool, ..self }
     }
 
     /// POSTs a registrar voucher-request in `format`, asking for a voucher in one of `accept`
@@ -159,8 +155,7 @@ impl MasaClient {
 
     /// POSTs `body` to the BRSKI `resource` (e.g. `requestvoucher`) with the given
     /// Content-Type and Accept: the building block of the calls above, for diagnostics and
-    /// tests. An idle kept-alive connection is used when there is one; if it fails (the MASA
-    /// closed it meanwhile), the request is sent once more on a new connection.
+    /// tests. Kept-alive connections are reused by the rules of [`PooledClient`].
     pub async fn post(
         &self,
         resource: &str,
@@ -169,49 +164,12 @@ impl MasaClient {
         body: Vec<u8>,
     ) -> Result<MasaReply, MasaClientError> {
         let path = format!("{}/{resource}", self.base_path);
-        if let Some(mut conn) = self.take_idle() {
-            match conn.post_raw(&path, content_type, Some(accept), body.clone()).await {
-                Ok(raw) => {
-                    self.keep(conn);
-                    return Ok(reply(raw));
-                }
-                // A slow MASA is not retried (that would double the wait).
-                Err(e @ ClientError::Timeout(_)) => return Err(e.into()),
-                Err(e) => tracing::debug!(error = %e, "kept-alive MASA connection failed; reconnecting"),
-            }
-        }
-        let mut conn = self.est.connect().await?;
-        let raw = conn.post_raw(&path, content_type, Some(accept), body).await?;
-        self.keep(conn);
-        Ok(reply(raw))
-    }
-
-    /// The most recently used idle connection that is still open and young enough.
-    fn take_idle(&self) -> Option<EstConnection> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((conn, since)) = idle.pop() {
-            if !conn.is_closed() && since.elapsed() < MAX_IDLE_AGE {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Keeps `conn` for reuse, unless it is closed or enough are kept.
-    fn keep(&self, conn: EstConnection) {
-        if conn.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|(c, since)| !c.is_closed() && since.elapsed() < MAX_IDLE_AGE);
-        if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
-        }
+        Ok(reply(self.pool.post_raw(&path, content_type, Some(accept), &body).await?))
     }
 
     /// Idle connections kept for reuse (for tests and diagnostics).
     pub fn idle_connections(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.pool.idle_connections()
     }
 }
 

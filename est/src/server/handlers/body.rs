@@ -1,8 +1,8 @@
 //! Request and response bodies: reading a base64 CSR within the size and time limits, and
 //! answering base64 DER (RFC 8951).
 
+use crate::http::{read_body, BodyError, BodyLimits};
 use crate::server::error::EstError;
-use crate::server::limited::{read_limited, BodyError};
 use crate::server::state::ServerState;
 use crate::wire;
 use axum::extract::Request;
@@ -25,14 +25,12 @@ pub(crate) async fn read_csr(st: &ServerState, req: Request) -> Result<Verified<
     if essence.as_deref() != Some(wire::MEDIA_PKCS10) {
         return Err(EstError::UnsupportedMediaType(ct.unwrap_or_else(|| "(none)".into())));
     }
-    let limit = st.config.body_limit;
-    let body = tokio::time::timeout(st.config.body_timeout, read_limited(req.into_body(), limit))
-        .await
-        .map_err(|_| EstError::BodyTimeout)?
-        .map_err(|e| match e {
-            BodyError::TooLarge(n) => EstError::PayloadTooLarge(n),
-            BodyError::Read(r) => EstError::BodyRead(r),
-        })?;
+    let limits = BodyLimits::new(st.config.body_limit).with_timeout(st.config.body_timeout);
+    let body = read_body(req.into_body(), limits).await.map_err(|e| match e {
+        BodyError::TooLarge(n) => EstError::PayloadTooLarge(n),
+        BodyError::Timeout(_) => EstError::BodyTimeout,
+        BodyError::Read(r) => EstError::BodyRead(r),
+    })?;
     let der = wire::decode_body(&body).map_err(|_| EstError::BadBase64)?;
     Csr::verify_der(&der).map_err(|e| match e {
         shared::pki::CsrError::TooLarge(n) => EstError::PayloadTooLarge(n.min(shared::pki::MAX_CSR_LEN)),

@@ -2,7 +2,7 @@
 //! algorithm), its channel binding, and for re-enrollment its names.
 
 use crate::binding::challenge_password_for;
-use crate::server::accept::ConnectionInfo;
+use crate::http::ConnectionInfo;
 use crate::server::config::{BindingPolicy, LabelPolicy};
 use crate::server::error::EstError;
 use crate::server::state::ServerState;

@@ -5,7 +5,7 @@ use super::body::{base64_response, read_csr};
 use super::csr_checks::{check_binding, check_key, check_same_names};
 use super::serverkeygen;
 use crate::authority::{Decision, EnrollContext, Operation};
-use crate::server::accept::ConnectionInfo;
+use crate::http::ConnectionInfo;
 use crate::server::auth::{authenticate_enroll, authenticate_reenroll, serial_hex};
 use crate::server::config::LabelPolicy;
 use crate::server::error::EstError;

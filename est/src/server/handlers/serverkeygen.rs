@@ -24,11 +24,11 @@
 //! issued certificate whose key was thrown away.
 
 use crate::authority::Identity;
+use crate::http::ConnectionInfo;
 use crate::keypackage::{
     check_recipient_certificate, choose_algorithms, encryption_request, key_id_matches, seal, Algorithms,
     KeyPackageError, Recipient, RequestedKey,
 };
-use crate::server::accept::ConnectionInfo;
 use crate::server::auth::serial_hex;
 use crate::server::config::LabelPolicy;
 use crate::server::error::EstError;
@@ -36,11 +36,9 @@ use crate::server::state::ServerState;
 use crate::wire;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use der::Decode;
 use shared::keys::{Algorithm, SoftwareKey};
 use shared::pki::Csr;
 use shared::Verified;
-use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
 pub use crate::keypackage::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
@@ -111,7 +109,8 @@ pub(crate) fn check_request(
                 ))
             })?,
         RequestedKey::Asymmetric(id) => {
-            let leaf = conn.peer_certs.first().ok_or_else(|| {
+            let chain = conn.peer_chain().map_err(|e| EstError::ClientCertRejected(e.to_string()))?;
+            let cert = chain.into_iter().next().ok_or_else(|| {
                 EstError::KeyEncryption(
                     "AsymmetricDecryptKeyIdentifier names a client key, but no TLS client \
                      certificate was presented on this connection; this server encrypts the \
@@ -119,8 +118,6 @@ pub(crate) fn check_request(
                         .into(),
                 )
             })?;
-            let cert = Certificate::from_der(leaf.as_ref())
-                .map_err(|e| EstError::ClientCertRejected(format!("unparsable client certificate: {e}")))?;
             if !key_id_matches(&cert, &id) {
                 return Err(EstError::KeyEncryption(format!(
                     "unknown AsymmetricDecryptKeyIdentifier {}: it does not identify the key of the \

@@ -1,50 +1,13 @@
 //! The accept loop: TLS handshakes, HTTP/1.1 or h2 by ALPN, and the per-connection
 //! [`ConnectionInfo`] every request carries as an extension.
 
-use crate::binding::exporter_value;
+use super::connection::ConnectionInfo;
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls_pki_types::CertificateDer;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// TLS facts of the connection a request arrived on, inserted by [`serve`] as an
-/// `Extension<Arc<ConnectionInfo>>` into every request. The default (no TLS facts at all) is
-/// what a handler sees when the router is served without [`serve`].
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionInfo {
-    /// The peer's address.
-    pub remote: Option<SocketAddr>,
-    /// The client certificate chain as sent (leaf first), unvalidated; empty without one.
-    pub peer_certs: Vec<CertificateDer<'static>>,
-    /// RFC 9266 `tls-exporter` (32 bytes). TLS 1.2 connections always have Extended Master
-    /// Secret here ([`server_tls_config`](crate::server::server_tls_config) requires it), so the
-    /// value is sound on both versions.
-    pub exporter: Option<[u8; 32]>,
-    /// The negotiated TLS version.
-    pub protocol: Option<rustls::ProtocolVersion>,
-    /// The negotiated ALPN protocol.
-    pub alpn: Option<Vec<u8>>,
-}
-
-impl ConnectionInfo {
-    /// Facts of a rustls server connection after its handshake.
-    pub fn from_connection(conn: &rustls::ServerConnection, remote: Option<SocketAddr>) -> Self {
-        ConnectionInfo {
-            remote,
-            peer_certs: conn
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                .unwrap_or_default(),
-            exporter: exporter_value(conn),
-            protocol: conn.protocol_version(),
-            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
-        }
-    }
-}
 
 /// Timeouts of the accept loop.
 #[derive(Debug, Clone, Copy)]

@@ -10,6 +10,7 @@ use super::caller::{cert_hash, proxy_facts};
 use super::error::Refusal;
 use super::grants::{self, Grant};
 use super::model::{Approved, Caller, OwnerBound, ProxyFacts};
+use super::policy::OwnerRule;
 use super::service::AgentService;
 use crate::state::Registrar;
 use est::http::Reason;
@@ -53,14 +54,8 @@ pub async fn check_request(
     if let Some(r) = grants::agent_revoked(reg.store().as_ref(), agent_id.as_str()).await? {
         return Err(revoked(format!("agent {agent_id} was revoked: {}", r.reason)));
     }
-    let rule = svc.policy.proxy_rule(&proxy.serial, &agent_id).ok_or_else(|| {
-        Refusal::from(AgentError::Policy(format!(
-            "proxy {} may not request agent id {agent_id}",
-            proxy.serial
-        )))
-    })?;
-    let max_ttl = rule.max_ttl_secs.unwrap_or(svc.policy.max_ttl).min(svc.policy.max_ttl);
-    let mut ap = Approved {
+    let max_ttl = max_ttl(svc, &proxy.serial, &agent_id)?;
+    let ap = Approved {
         agent_id,
         ttl: acr.claims.req.ttl.min(max_ttl),
         formats: acr.claims.req.formats.clone(),
@@ -71,8 +66,22 @@ pub async fn check_request(
         tpm_quote,
         owner: None,
     };
+    bind_owner(reg, svc, caller, ap, req.oa.as_deref(), now).await
+}
+
+/// The owner step of [`check_request`] by the ACR's model: none (unless policy requires an
+/// owner), the owner approval that came with the request, a live renewal grant, or (model 3
+/// without either) a challenge to the owner.
+async fn bind_owner(
+    reg: &Registrar,
+    svc: &AgentService,
+    caller: &Caller,
+    mut ap: Approved,
+    oa: Option<&str>,
+    now: i64,
+) -> Result<Next, Refusal> {
     let model = ap.acr.claims.req.model;
-    match (model, req.oa.as_deref()) {
+    match (model, oa) {
         (Model::None, Some(_)) => {
             return Err(Refusal::bad_request("an owner approval needs a model other than none"))
         }
@@ -96,6 +105,15 @@ pub async fn check_request(
         },
     }
     Ok(Next::Issue(Box::new(ap)))
+}
+
+/// The longest lifetime policy allows this proxy for this agent id (refused when the proxy
+/// may not request it at all).
+fn max_ttl(svc: &AgentService, proxy_serial: &str, agent_id: &AgentId) -> Result<u64, Refusal> {
+    let rule = svc.policy.proxy_rule(proxy_serial, agent_id).ok_or_else(|| {
+        Refusal::from(AgentError::Policy(format!("proxy {proxy_serial} may not request agent id {agent_id}")))
+    })?;
+    Ok(rule.max_ttl_secs.unwrap_or(svc.policy.max_ttl).min(svc.policy.max_ttl))
 }
 
 fn revoked(detail: String) -> Refusal {
@@ -254,19 +272,7 @@ pub async fn check_oa(
     if !reg.store().consume_once("agent.oa.jti", oa.claims.jti.as_bytes(), expires).await? {
         return Err(AgentError::Replay(oa.claims.jti.clone()).into());
     }
-    let rule = svc
-        .policy
-        .owner_rule(&owner, &oa.owner_key.spki_der)
-        .ok_or_else(|| AgentError::UnknownOwner(format!("owner {owner} is not provisioned")))?;
-    if !rule.models.contains(&model)
-        || !rule.agents.iter().any(|p| shared::agent::id_matches(p, &ap.agent_id))
-    {
-        return Err(AgentError::Policy(format!(
-            "owner {owner} may not own {} under model {model}",
-            ap.agent_id
-        ))
-        .into());
-    }
+    let rule = owner_rule(svc, &owner, &oa, &ap.agent_id, model)?;
     if model == Model::AgentMediated && ap.acr.claims.exp > oa.claims.exp + shared::agent::jwt::SKEW_SECS {
         return Err(AgentError::Time("the ACR outlives its owner approval".into()).into());
     }
@@ -287,6 +293,26 @@ pub async fn check_oa(
         new_grant: true,
         oa_jti: Some(oa.claims.jti.clone()),
     })
+}
+
+/// The owner's policy entry for the OA's key, if it may own `agent_id` under `model`.
+fn owner_rule<'a>(
+    svc: &'a AgentService,
+    owner: &str,
+    oa: &OwnerApproval,
+    agent_id: &AgentId,
+    model: Model,
+) -> Result<&'a OwnerRule, Refusal> {
+    let rule = svc
+        .policy
+        .owner_rule(owner, &oa.owner_key.spki_der)
+        .ok_or_else(|| AgentError::UnknownOwner(format!("owner {owner} is not provisioned")))?;
+    if !rule.models.contains(&model) || !rule.agents.iter().any(|p| shared::agent::id_matches(p, agent_id)) {
+        return Err(
+            AgentError::Policy(format!("owner {owner} may not own {agent_id} under model {model}")).into()
+        );
+    }
+    Ok(rule)
 }
 
 /// Model 2: the gateway on the TLS connection is the OA's signer, and `org` names it and the

@@ -421,6 +421,9 @@ impl Write {
     /// [appends audit records](Self::appends_audit)), inside a savepoint if `savepoint` and
     /// the job has several statements. Returns the script and the audit sequence numbers;
     /// `tail` is moved past the job's records.
+    ///
+    /// Longer than 60 lines on purpose: one arm per [`Write`] kind, each the statements and
+    /// binds of that kind in column order, read side by side with the SQL constants above.
     pub(super) fn script(
         &self,
         mut tail: Option<&mut (u64, String)>,

@@ -4,7 +4,7 @@
 //! other algorithms fail without showing the PIN. The tokens are made in this process; the
 //! `brski` processes find them through the inherited `SOFTHSM2_CONF`.
 
-use owner::config::OwnerConfig;
+use owner::OwnerConfig;
 use shared::agent::acr::new_acr_claims;
 use shared::agent::jwt::unix_now;
 use shared::agent::oa::verify_oa_signature;

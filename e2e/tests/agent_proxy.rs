@@ -401,7 +401,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
     let dir = tempfile::tempdir().unwrap();
     const GATEWAY: &str = "https://gateway.example.org";
     let gw_dir = dir.path().join("gateway");
-    owner::init::init(&owner::init::InitOptions {
+    owner::init(&owner::InitOptions {
         dir: gw_dir.clone(),
         id: GATEWAY.into(),
         kid: Some("gw-1".into()),
@@ -417,7 +417,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
         "trust_domain = \"{TD}\"\n[[proxy]]\nserial = \"*\"\nagents = [\"wimse://{TD}/agent/*\"]\n\
          [[owner]]\nid = \"{GATEWAY}\"\nkid = \"gw-1\"\nkey = \"{}\"\nagents = [\"wimse://{TD}/agent/*\"]\n\
          models = [\"owner-mediated\"]\n",
-        gw_dir.join(owner::config::PUBLIC_FILE).display()
+        gw_dir.join(owner::PUBLIC_FILE).display()
     );
     let options = LabOptions { agent_policy: Some(policy), ..LabOptions::default() };
     let lab = Lab::start(&dir.path().join("lab"), options).await.expect("lab starts");
@@ -425,9 +425,9 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
     pledge::bootstrap(&cfg, &id).await.expect("bootstrap");
 
     // The gateway: the owner's organization certificate on TLS, its rules, its signature.
-    let gw = owner::identity::OwnerIdentity::load(&gw_dir).unwrap();
+    let gw = owner::OwnerIdentity::load(&gw_dir).unwrap();
     let pin = shared::crypto::sha256(&pki::cert_to_der(&gw.cert).unwrap());
-    let opts = owner::gateway::GatewayOptions {
+    let opts = owner::GatewayOptions {
         server: lab.registrar_url.clone(),
         ca: vec![lab.registrar.domain_ca().clone()],
         issuance_uri: format!("wimse://{TD}"),
@@ -440,7 +440,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw_url = format!("https://{}", listener.local_addr().unwrap());
-    let gw_task = tokio::spawn(owner::gateway::serve(gw, opts, listener));
+    let gw_task = tokio::spawn(owner::serve_gateway(gw, opts, listener));
 
     let mut pcfg = ProxyConfig::in_dir(&cfg.state);
     pcfg.renew = false;
@@ -458,7 +458,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
     assert_eq!(cred.owner.as_deref(), Some(GATEWAY));
     assert_eq!(cred.model, Model::OwnerMediated);
     let mut trust = relying(&bundle, None);
-    let gw_key = owner::identity::OwnerIdentity::load(&gw_dir).unwrap().key.public_key_der();
+    let gw_key = owner::OwnerIdentity::load(&gw_dir).unwrap().key.public_key_der();
     trust.owner_anchors.push(OwnerAnchor { owner: GATEWAY.into(), kid: "gw-1".into(), spki_der: gw_key });
     let who = verify_agent_certificate(&[cert_of(&cred)], &trust).expect("dual identity accepted");
     assert_eq!(who.owner.as_ref().map(|o| o.model), Some(Model::OwnerMediated));

@@ -49,7 +49,7 @@ impl Drop for World {
 }
 
 fn init_gateway(dir: &std::path::Path) {
-    owner::init::init(&owner::init::InitOptions {
+    owner::init(&owner::InitOptions {
         dir: dir.to_path_buf(),
         id: GATEWAY.into(),
         kid: Some("gw-1".into()),
@@ -63,8 +63,8 @@ fn init_gateway(dir: &std::path::Path) {
     .unwrap();
 }
 
-fn gateway_options(lab: &Lab) -> owner::gateway::GatewayOptions {
-    owner::gateway::GatewayOptions {
+fn gateway_options(lab: &Lab) -> owner::GatewayOptions {
+    owner::GatewayOptions {
         server: lab.registrar_url.clone(),
         ca: vec![lab.registrar.domain_ca().clone()],
         issuance_uri: format!("wimse://{TD}"),
@@ -85,18 +85,18 @@ async fn world() -> World {
         "trust_domain = \"{TD}\"\n[[proxy]]\nserial = \"*\"\nagents = [\"wimse://{TD}/agent/*\"]\n\
          [[owner]]\nid = \"{GATEWAY}\"\nkid = \"gw-1\"\nkey = \"{}\"\nagents = [\"wimse://{TD}/agent/*\"]\n\
          models = [\"owner-mediated\"]\n",
-        gw_dir.join(owner::config::PUBLIC_FILE).display()
+        gw_dir.join(owner::PUBLIC_FILE).display()
     );
     let options = LabOptions { agent_policy: Some(policy), ..LabOptions::default() };
     let lab = Lab::start(&dir.path().join("lab"), options).await.expect("lab starts");
 
-    let gw = owner::identity::OwnerIdentity::load(&gw_dir).unwrap();
+    let gw = owner::OwnerIdentity::load(&gw_dir).unwrap();
     let pin = shared::crypto::sha256(&pki::cert_to_der(&gw.cert).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw_url = format!("https://{}", listener.local_addr().unwrap());
     let opts = gateway_options(&lab);
     let gw_task = tokio::spawn(async move {
-        let _ = owner::gateway::serve(gw, opts, listener).await;
+        let _ = owner::serve_gateway(gw, opts, listener).await;
     });
 
     let (cfg, id) = lab.pledge("refusal-host-1", Format::Cms).await.unwrap();

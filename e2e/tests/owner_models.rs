@@ -6,10 +6,10 @@
 use brski::lab::{Lab, LabOptions};
 use e2e::agent::{connect_pinned, json_of, proxy, Proxy};
 use est::client::{EstConnection, RawReply};
-use owner::gateway::{self, GatewayOptions, PendingDir};
-use owner::init::{init, InitOptions};
-use owner::respond::{respond, Decision, OutcomeKind, RespondOptions, Responder};
-use owner::sign::{review, sign, SignOptions};
+use owner::{init, InitOptions};
+use owner::{respond, Decision, OutcomeKind, RespondOptions, Responder};
+use owner::{review, sign, SignOptions};
+use owner::{GatewayOptions, PendingDir};
 use owner::{OwnerError, OwnerIdentity};
 use serde_json::{json, Value};
 use shared::agent::acr::new_acr_claims;
@@ -123,7 +123,7 @@ async fn model_1_the_owner_signs_offline_and_the_proxy_submits() {
     .unwrap();
     let opts = SignOptions { formats: Some(vec!["x509".into(), "wit".into()]), ..Default::default() };
     let reviewed = review(&alice, &acr, &opts, now).unwrap();
-    let summary = owner::sign::summary(&reviewed, now);
+    let summary = owner::approval_summary(&reviewed, now);
     assert!(summary.contains(&id) && summary.contains("offline"), "{summary}");
     let oa = sign(&alice, &reviewed, &opts, now).unwrap();
 
@@ -179,7 +179,7 @@ async fn an_owner_key_in_softhsm_approves_models_1_and_3() {
         validity: Duration::from_secs(86400),
     };
     let report = init(&o).unwrap();
-    assert!(!o.dir.join(owner::config::KEY_FILE).exists());
+    assert!(!o.dir.join(owner::KEY_FILE).exists());
     assert!(report.key_uri.contains("pin-value=***"), "{}", report.key_uri);
     let alice = OwnerIdentity::load(&o.dir).unwrap();
     assert_eq!(alice.key.algorithm(), Algorithm::EdDsa);
@@ -187,7 +187,7 @@ async fn an_owner_key_in_softhsm_approves_models_1_and_3() {
     assert_eq!(pki::spki_der(&alice.cert), token_spki);
     // The URI holds the PIN (pin-value), so owner.toml is readable by its owner only.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(o.dir.join(owner::config::CONFIG_FILE)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(o.dir.join(owner::CONFIG_FILE)).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "owner.toml holds a PIN: {mode:o}");
     let gw = new_owner(dir.path(), "gateway", GATEWAY, Algorithm::Es256);
     let lab = lab(dir.path(), &alice, &gw).await;
@@ -306,7 +306,7 @@ async fn start_gateway(owner: &OwnerIdentity, lab: &Lab, f: impl FnOnce(&mut Gat
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let owner = owner.clone();
-    tokio::spawn(async move { gateway::serve(owner, opts, listener).await });
+    tokio::spawn(async move { owner::serve_gateway(owner, opts, listener).await });
     url
 }
 
@@ -318,7 +318,7 @@ async fn to_gateway(p: &Proxy, url: &str, gw: &OwnerIdentity) -> EstConnection {
 }
 
 async fn post(c: &mut EstConnection, body: &impl serde::Serialize) -> RawReply {
-    c.post_raw(gateway::CREDENTIALS_PATH, "application/json", None, serde_json::to_vec(body).unwrap())
+    c.post_raw(owner::CREDENTIALS_PATH, "application/json", None, serde_json::to_vec(body).unwrap())
         .await
         .unwrap()
 }
@@ -370,7 +370,7 @@ async fn model_2_gateway_checks_limits_and_submits() {
     refused(&post(&mut g, &no_hash).await, 400, "malformed");
     refused(&p.post(&no_hash).await, 400, "malformed");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = g.post_raw(gateway::CREDENTIALS_PATH, "text/plain", None, b"{}".to_vec()).await.unwrap();
+    let r = g.post_raw(owner::CREDENTIALS_PATH, "text/plain", None, b"{}".to_vec()).await.unwrap();
     refused(&r, 415, "unsupported-media-type");
 
     // A client without an LDevID of the trust domain (the owner's own certificate).
@@ -401,7 +401,7 @@ async fn model_2_a_person_approves_or_denies_and_the_queue_is_bounded() {
     assert_eq!(r.status, 202, "{}", r.detail());
     assert!(r.retry_after.is_some());
     let pid = json_of(&r)["id"].as_str().unwrap().to_string();
-    let location = format!("{}/{pid}", gateway::CREDENTIALS_PATH);
+    let location = format!("{}/{pid}", owner::CREDENTIALS_PATH);
     assert_eq!(g.get_raw(&location, None).await.unwrap().status, 202);
 
     // The queue holds one request.
@@ -432,13 +432,9 @@ async fn model_2_a_person_approves_or_denies_and_the_queue_is_bounded() {
     let did = json_of(&r)["id"].as_str().unwrap().to_string();
     queue.decide(&did, false).unwrap();
     assert!(queue.decide(&did, true).is_err(), "decided once");
-    let r = og.get_raw(&format!("{}/{did}", gateway::CREDENTIALS_PATH), None).await.unwrap();
+    let r = og.get_raw(&format!("{}/{did}", owner::CREDENTIALS_PATH), None).await.unwrap();
     refused(&r, 403, "denied");
-    refused(
-        &g.get_raw(&format!("{}/nope", gateway::CREDENTIALS_PATH), None).await.unwrap(),
-        404,
-        "not-found",
-    );
+    refused(&g.get_raw(&format!("{}/nope", owner::CREDENTIALS_PATH), None).await.unwrap(), 404, "not-found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

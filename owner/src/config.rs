@@ -13,7 +13,7 @@ pub const CONFIG_FILE: &str = "owner.toml";
 /// The private key `init` generates (PKCS#8 PEM, 0600), used unless `key` names another.
 pub const KEY_FILE: &str = "owner.key";
 /// The key URI used when `owner.toml` has no `key`.
-pub const DEFAULT_KEY_URI: &str = "file:owner.key";
+pub(crate) const DEFAULT_KEY_URI: &str = "file:owner.key";
 /// The self-signed owner certificate (TLS client certificate, gateway `x5c`).
 pub const CERT_FILE: &str = "owner.pem";
 /// The public key to provision at the Identity Server.
@@ -176,7 +176,7 @@ impl OwnerConfig {
 }
 
 /// `uri` with a relative `file:` path resolved against `dir`; other URIs unchanged.
-pub fn resolve_key_uri(dir: &Path, uri: &str) -> String {
+pub(crate) fn resolve_key_uri(dir: &Path, uri: &str) -> String {
     match uri.parse::<KeyUri>() {
         Ok(KeyUri::File(p)) if p.is_relative() => format!("file:{}", dir.join(p).display()),
         _ => uri.to_string(),
@@ -184,7 +184,7 @@ pub fn resolve_key_uri(dir: &Path, uri: &str) -> String {
 }
 
 /// A key id: 1 to 64 characters of `A-Za-z0-9._-`.
-pub fn check_kid(kid: &str) -> Result<(), String> {
+pub(crate) fn check_kid(kid: &str) -> Result<(), String> {
     let ok = !kid.is_empty()
         && kid.len() <= 64
         && kid.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -196,12 +196,12 @@ pub fn check_kid(kid: &str) -> Result<(), String> {
 }
 
 /// The trust domain of an issuance URI (`wimse://campus.example` -> `campus.example`).
-pub fn trust_domain_of(issuance_uri: &str) -> &str {
+pub(crate) fn trust_domain_of(issuance_uri: &str) -> &str {
     issuance_uri.split_once("://").map_or(issuance_uri, |(_, td)| td.trim_end_matches('/'))
 }
 
 /// The commented `owner.toml` that `init` writes.
-pub fn render(
+pub(crate) fn render(
     id: &str,
     kid: &str,
     key: Option<&str>,
@@ -252,7 +252,7 @@ pub fn render(
 }
 
 /// A TOML basic string.
-pub fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use x509_cert::Certificate;
 
 /// Per-step timeout towards the Identity Server (connect, handshake, each request).
-pub const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An owner directory, loaded.
 #[derive(Clone)]
@@ -96,7 +96,7 @@ impl OwnerIdentity {
 
 /// Opens the owner key `uri` names (relative `file:` paths already resolved) and refuses
 /// algorithms other than P-256 and Ed25519. Errors name the URI with any PIN redacted.
-pub fn open_owner_key(uri: &str) -> Result<Arc<dyn Signer>, OwnerError> {
+pub(crate) fn open_owner_key(uri: &str) -> Result<Arc<dyn Signer>, OwnerError> {
     let key: Arc<dyn Signer> = Arc::from(load_signer(uri)?);
     match key.algorithm() {
         Algorithm::Es256 | Algorithm::EdDsa => Ok(key),
@@ -108,6 +108,6 @@ pub fn open_owner_key(uri: &str) -> Result<Arc<dyn Signer>, OwnerError> {
 }
 
 /// b64url SHA-256 of a certificate's DER.
-pub fn cert_hash(cert: &Certificate) -> String {
+pub(crate) fn cert_hash(cert: &Certificate) -> String {
     b64::encode_url(&shared::crypto::sha256(&pki::cert_to_der(cert).unwrap_or_default()))
 }

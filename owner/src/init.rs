@@ -151,7 +151,7 @@ fn absolute_file_uri(uri: &str) -> Result<String, OwnerError> {
 
 /// A self-signed end-entity certificate (clientAuth + serverAuth) for `key`, subject
 /// `CN=<kid>`, with the owner id as its one URI SAN.
-pub fn self_signed(
+pub(crate) fn self_signed(
     key: &Arc<dyn Signer>,
     kid: &str,
     owner_id: &str,
@@ -187,7 +187,7 @@ fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), OwnerError> 
 }
 
 /// The `[[owner]]` entry to paste into the registrar's `agent-policy.toml`.
-pub fn policy_snippet(id: &str, kid: &str, public: &Path, trust_domain: Option<&str>) -> String {
+pub(crate) fn policy_snippet(id: &str, kid: &str, public: &Path, trust_domain: Option<&str>) -> String {
     let agents = format!("wimse://{}/agent/*", trust_domain.unwrap_or("<trust-domain>"));
     format!(
         "[[owner]]\nid = {}\nkid = {}\nkey = {}   # or copy the file next to agent-policy.toml and name it\n\

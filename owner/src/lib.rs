@@ -1,13 +1,13 @@
 //! The agent **owner** (docs/agent-issuance.md): a person, HSM or policy engine whose public
 //! key the Identity Server holds as an owner trust anchor (`[[owner]]` in its agent policy).
 //!
-//! - [`init`]: the owner directory: `owner.key` (0600) or an existing key named by a key URI
+//! - `init` ([`init()`]): the owner directory: `owner.key` (0600) or an existing key named by a key URI
 //!   (`pkcs11:` for a key in a token), a self-signed `owner.pem` carrying the owner id as URI
 //!   SAN, `owner-public.pem` to provision at the server, and `owner.toml`.
-//! - [`sign`]: model 1 (agent-mediated): review an ACR the agent shows and sign an OA over it.
-//! - [`respond`]: model 3 (server-mediated): poll the server's challenges over mTLS, verify
+//! - `sign` ([`review`], [`sign()`]): model 1 (agent-mediated): review an ACR the agent shows and sign an OA over it.
+//! - `respond` ([`respond()`]): model 3 (server-mediated): poll the server's challenges over mTLS, verify
 //!   each against the domain CA, and answer with an OA.
-//! - [`gateway`]: model 2 (owner-mediated): an mTLS service for proxies that applies the
+//! - `gateway` ([`serve_gateway`]): model 2 (owner-mediated): an mTLS service for proxies that applies the
 //!   owner's rules, rate limits and optional human approval, signs an OA with the gateway
 //!   certificate in `x5c`, submits to the server and relays its answer.
 //!
@@ -26,14 +26,21 @@
 //! gateway/pending/   model 2 requests waiting for `brski owner gateway approve|deny`
 //! ```
 
-pub mod config;
+mod config;
 mod error;
-pub mod gateway;
-pub mod identity;
-pub mod init;
-pub mod respond;
-pub mod sign;
+mod gateway;
+mod identity;
+mod init;
+mod respond;
+mod sign;
 
-pub use config::{GatewaySection, OwnerConfig};
+// The one public face: what the `brski owner` verbs, the lab and the cross-role suites use.
+pub use config::{GatewaySection, OwnerConfig, CERT_FILE, CONFIG_FILE, KEY_FILE, PUBLIC_FILE};
 pub use error::OwnerError;
+pub use gateway::{serve as serve_gateway, GatewayOptions, PendingDir, PendingRecord, CREDENTIALS_PATH};
 pub use identity::OwnerIdentity;
+pub use init::{init, InitOptions, InitReport};
+pub use respond::{
+    respond, summary as challenge_summary, Decider, Decision, Outcome, OutcomeKind, RespondOptions, Responder,
+};
+pub use sign::{constraints, review, sign, summary as approval_summary, SignOptions};

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use x509_cert::Certificate;
 
 /// The challenge list path.
-pub const CHALLENGES_PATH: &str = "/owner/v1/challenges";
+pub(crate) const CHALLENGES_PATH: &str = "/owner/v1/challenges";
 /// The shortest and longest polling interval of `--watch`.
-pub const INTERVAL_BOUNDS: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(300));
+pub(crate) const INTERVAL_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(200), Duration::from_secs(300));
 /// Lifetime of a model 3 OA (bounded again by the challenge's `exp`).
 const OA_LIFE: i64 = 120;
 

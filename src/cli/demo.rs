@@ -10,7 +10,7 @@ use ::agent::{build_acr, AgentApiClient, Credential, Endpoint};
 use anyhow::Context;
 use brski::lab::{Lab, LabOptions};
 use clap::Args;
-use owner::identity::OwnerIdentity;
+use owner::OwnerIdentity;
 use pledge::proxy::{ProxyConfig, RunningProxy};
 use pledge::PledgeConfig;
 use shared::agent::{
@@ -200,9 +200,9 @@ async fn owner_signs_step(run: &AgentRun<'_>, alice: &Path) -> anyhow::Result<()
     let c = run
         .agent("planner", Model::AgentMediated, Some(ALICE), |acr| {
             let now = shared::agent::jwt::unix_now();
-            let opts = owner::sign::SignOptions::default();
-            let reviewed = owner::sign::review(&owner, acr, &opts, now)?;
-            Ok(Some(owner::sign::sign(&owner, &reviewed, &opts, now)?))
+            let opts = owner::SignOptions::default();
+            let reviewed = owner::review(&owner, acr, &opts, now)?;
+            Ok(Some(owner::sign(&owner, &reviewed, &opts, now)?))
         })
         .await?;
     report(&c, run.trust)?;
@@ -244,8 +244,8 @@ async fn metrics_step(lab: &Lab, proxy: &RunningProxy) -> anyhow::Result<()> {
 /// Creates (or reuses) an owner directory.
 pub(super) fn owner_dir(dir: &Path, name: &str, id: &str) -> anyhow::Result<PathBuf> {
     let d = dir.join("owners").join(name);
-    if !d.join(owner::config::CONFIG_FILE).exists() {
-        owner::init::init(&owner::init::InitOptions {
+    if !d.join(owner::CONFIG_FILE).exists() {
+        owner::init(&owner::InitOptions {
             dir: d.clone(),
             id: id.into(),
             kid: Some(format!("{name}-1")),
@@ -263,7 +263,7 @@ pub(super) fn owner_dir(dir: &Path, name: &str, id: &str) -> anyhow::Result<Path
 /// The agent policy: any proxy may ask for `agent/*`; alice owns them with models 1 and 3; the
 /// gateway owns them with model 2.
 pub(super) fn policy(alice: &Path, gateway: &Path) -> String {
-    let key = |d: &Path| d.join(owner::config::PUBLIC_FILE).display().to_string();
+    let key = |d: &Path| d.join(owner::PUBLIC_FILE).display().to_string();
     format!(
         "trust_domain = \"{TRUST_DOMAIN}\"\nmax_ttl_secs = 3600\nsubject_template = \"CN={{name}},O={{org}},OU={{unit}}\"\n\n\
          [[proxy]]\nserial = \"*\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\n\
@@ -354,7 +354,7 @@ async fn start_gateway(
 ) -> anyhow::Result<(String, [u8; 32], tokio::task::JoinHandle<()>)> {
     let owner = OwnerIdentity::load(dir)?;
     let pin = shared::crypto::sha256(&shared::pki::cert_to_der(&owner.cert)?);
-    let opts = owner::gateway::GatewayOptions {
+    let opts = owner::GatewayOptions {
         server: lab.registrar_url.clone(),
         ca: vec![lab.registrar.domain_ca().clone()],
         issuance_uri: format!("wimse://{TRUST_DOMAIN}"),
@@ -368,7 +368,7 @@ async fn start_gateway(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}", listener.local_addr()?);
     let task = tokio::spawn(async move {
-        if let Err(e) = owner::gateway::serve(owner, opts, listener).await {
+        if let Err(e) = owner::serve_gateway(owner, opts, listener).await {
             eprintln!("   the gateway stopped: {e}");
         }
     });
@@ -398,7 +398,7 @@ fn spawn_responder(alice: &Path, lab: &Lab) -> std::thread::JoinHandle<()> {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async move {
             let Ok(owner) = OwnerIdentity::load(&alice) else { return };
-            let opts = owner::respond::RespondOptions {
+            let opts = owner::RespondOptions {
                 server,
                 ca,
                 watch: false,
@@ -409,8 +409,8 @@ fn spawn_responder(alice: &Path, lab: &Lab) -> std::thread::JoinHandle<()> {
             };
             // Poll until one challenge has been answered, or a minute has passed.
             for _ in 0..60 {
-                let mut decide = owner::respond::Decision::Approve;
-                match owner::respond::respond(&owner, &opts, &mut decide).await {
+                let mut decide = owner::Decision::Approve;
+                match owner::respond(&owner, &opts, &mut decide).await {
                     Ok(o) if !o.is_empty() => return println!("   alice approved {} challenge(s)", o.len()),
                     Ok(_) => {}
                     Err(e) => eprintln!("   alice's responder: {e}"),

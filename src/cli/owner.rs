@@ -3,11 +3,11 @@
 //! the person and prints.
 
 use clap::{Args, Subcommand};
-use owner::gateway::{self, GatewayOptions, PendingDir};
-use owner::init::{init, InitOptions};
-use owner::respond::{respond, summary as challenge_summary, Decider, Decision, Outcome, OutcomeKind};
-use owner::sign::{review, sign, summary, SignOptions};
 use owner::OwnerIdentity;
+use owner::{approval_summary as summary, review, sign, SignOptions};
+use owner::{challenge_summary, respond, Decider, Decision, Outcome, OutcomeKind};
+use owner::{init, InitOptions};
+use owner::{GatewayOptions, PendingDir};
 use shared::agent::challenge::Challenge;
 use shared::agent::jwt::unix_now;
 use shared::keys::Algorithm;
@@ -348,7 +348,7 @@ fn print_outcome(o: &Outcome) {
 
 async fn run_respond(a: RespondArgs) -> anyhow::Result<ExitCode> {
     let me = OwnerIdentity::load(&a.dir)?;
-    let opts = owner::respond::RespondOptions {
+    let opts = owner::RespondOptions {
         server: me.server(a.server.as_deref())?,
         ca: me.domain_ca(a.ca.as_deref())?,
         watch: a.watch,
@@ -391,7 +391,7 @@ async fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("  certificate sha256 (b64url, proxies pin it): {}", me.cert_hash());
     println!("  Identity Server: {}; manual approval: {}", opts.server, opts.manual);
     std::io::stdout().flush()?;
-    gateway::serve(me, opts, listener).await?;
+    owner::serve_gateway(me, opts, listener).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,7 +14,7 @@ use x509_cert::Certificate;
 
 /// The proxy on the TLS connection.
 #[derive(Debug, Clone)]
-pub struct ProxyIdentity {
+pub(crate) struct ProxyIdentity {
     /// b64url SHA-256 of its LDevID.
     pub hash: String,
     /// The LDevID's subject (for people).
@@ -22,7 +22,7 @@ pub struct ProxyIdentity {
 }
 
 /// The proxy's LDevID must chain to the domain CA.
-pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<ProxyIdentity, Refusal> {
+pub(crate) fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<ProxyIdentity, Refusal> {
     let chain = conn.peer_chain().map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let leaf = chain
         .first()
@@ -35,7 +35,7 @@ pub fn proxy_identity(conn: &ConnectionInfo, ca: &[Certificate]) -> Result<Proxy
 
 /// A checked request body.
 #[derive(Debug, Clone)]
-pub struct GatewayRequest {
+pub(crate) struct GatewayRequest {
     /// The body as received (`oa` is null; the gateway's OA goes in when it submits).
     pub body: CredentialRequest,
     /// The verified ACR.
@@ -43,7 +43,7 @@ pub struct GatewayRequest {
 }
 
 /// Checks the body against the proxy and the gateway's rules.
-pub fn check_request(
+pub(crate) fn check_request(
     body: &[u8],
     proxy: &ProxyIdentity,
     rules: &Rules<'_>,
@@ -68,7 +68,7 @@ pub fn check_request(
 
 /// The gateway's rules.
 #[derive(Debug, Clone, Copy)]
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     /// The ACR audience.
     pub issuance_uri: &'a str,
     /// The gateway's owner id.
@@ -79,7 +79,7 @@ pub struct Rules<'a> {
 
 impl Rules<'_> {
     /// Model owner-mediated, owner = this gateway, an agent id matching a pattern.
-    pub fn check(&self, acr: &Acr) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, acr: &Acr) -> Result<(), Refusal> {
         let req = &acr.claims.req;
         if req.model != Model::OwnerMediated {
             return Err(Refusal::policy(format!(

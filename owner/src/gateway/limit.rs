@@ -10,19 +10,19 @@ const MAX_BUCKETS: usize = 10_000;
 
 /// Per-key token buckets: `rate` requests per second, bursts of `rate`.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
     /// A limiter allowing `rate` requests per second per key.
-    pub fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         RateLimiter { rate: f64::from(rate.max(1)), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes a token for `key`, or returns the seconds until one is available.
-    pub fn take(&self, key: &str, now: Instant) -> Result<(), u64> {
+    pub(crate) fn take(&self, key: &str, now: Instant) -> Result<(), u64> {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_BUCKETS {
             let rate = self.rate;
@@ -42,14 +42,14 @@ impl RateLimiter {
 
 /// A bounded number of slots; a [`Slot`] gives its place back when dropped.
 #[derive(Debug)]
-pub struct Slots {
+pub(crate) struct Slots {
     max: usize,
     used: Arc<Mutex<usize>>,
 }
 
 /// One taken slot.
 #[derive(Debug)]
-pub struct Slot(Arc<Mutex<usize>>);
+pub(crate) struct Slot(Arc<Mutex<usize>>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -60,12 +60,12 @@ impl Drop for Slot {
 
 impl Slots {
     /// `max` slots.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Slots { max: max.max(1), used: Arc::new(Mutex::new(0)) }
     }
 
     /// Takes a slot, or None when all are in use.
-    pub fn take(&self) -> Option<Slot> {
+    pub(crate) fn take(&self) -> Option<Slot> {
         let mut u = self.used.lock().unwrap_or_else(|p| p.into_inner());
         if *u >= self.max {
             return None;

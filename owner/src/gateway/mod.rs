@@ -12,13 +12,13 @@
 //! disk), `check` (proxy identity, request and rules), `upstream` (OA and submission),
 //! `state` (what the handlers share), `handlers` (HTTP).
 
-pub mod check;
+pub(crate) mod check;
 mod handlers;
-pub mod limit;
-pub mod pending;
-pub mod problem;
+pub(crate) mod limit;
+pub(crate) mod pending;
+pub(crate) mod problem;
 mod state;
-pub mod upstream;
+pub(crate) mod upstream;
 
 use crate::{OwnerError, OwnerIdentity};
 use shared::keys::Signer;
@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use x509_cert::Certificate;
 
 pub use pending::{PendingDir, PendingRecord};
-pub use state::Gateway;
+pub(crate) use state::Gateway;
 
 /// Where proxies post requests.
 pub const CREDENTIALS_PATH: &str = "/gateway/v1/credentials";
@@ -81,7 +81,7 @@ impl GatewayOptions {
 
 /// The gateway's TLS server configuration: the owner certificate and key (proxies pin the
 /// certificate's SHA-256), client certificates requested and judged by the handlers.
-pub fn tls_config(owner: &OwnerIdentity) -> Result<Arc<rustls::ServerConfig>, OwnerError> {
+pub(crate) fn tls_config(owner: &OwnerIdentity) -> Result<Arc<rustls::ServerConfig>, OwnerError> {
     let der = pki::cert_to_der(&owner.cert)?;
     let key: Arc<dyn Signer> = owner.key.clone();
     let cfg = est::http::server_tls_config_with_signer(vec![der.into()], key)

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 const DONE_KEEP_SECS: i64 = 600;
 
 /// The gateway.
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// The owner (gateway) identity.
     pub owner: OwnerIdentity,
     /// Its options.
@@ -44,7 +44,7 @@ enum ItemState {
 }
 
 /// What a poll finds.
-pub enum Polled {
+pub(crate) enum Polled {
     /// Still waiting (202).
     Pending,
     /// Finished: relay this.
@@ -53,7 +53,7 @@ pub enum Polled {
 
 impl Gateway {
     /// A gateway for `owner` with `opts`.
-    pub fn new(owner: OwnerIdentity, opts: GatewayOptions) -> Self {
+    pub(crate) fn new(owner: OwnerIdentity, opts: GatewayOptions) -> Self {
         Gateway {
             disk: PendingDir::of(&owner.dir),
             limiter: RateLimiter::new(opts.rate_per_sec),
@@ -69,7 +69,7 @@ impl Gateway {
     }
 
     /// Queues a checked request for a person's decision; returns its id.
-    pub fn enqueue(
+    pub(crate) fn enqueue(
         &self,
         req: GatewayRequest,
         proxy: &ProxyIdentity,
@@ -100,7 +100,7 @@ impl Gateway {
 
     /// Expires waiting requests whose ACR is over (giving their queue slots back) and forgets
     /// old finished ones. Runs before each new request takes a slot.
-    pub fn sweep(&self, now: i64) {
+    pub(crate) fn sweep(&self, now: i64) {
         let mut items = self.items();
         items.retain(|id, it| match it.state {
             ItemState::Done(_) => now - it.created < DONE_KEEP_SECS,
@@ -115,7 +115,7 @@ impl Gateway {
 
     /// A poll by `proxy`: the decision on disk moves the request on; an approval submits it
     /// (in its own task, so a proxy hanging up does not leave the request half done).
-    pub async fn poll(self: &Arc<Self>, id: &str, proxy: &str, now: i64) -> Result<Polled, Refusal> {
+    pub(crate) async fn poll(self: &Arc<Self>, id: &str, proxy: &str, now: i64) -> Result<Polled, Refusal> {
         let (req, slot) = {
             let mut items = self.items();
             let it = items.get_mut(id).ok_or_else(|| Refusal::new(Reason::NotFound, "no such request"))?;

@@ -16,11 +16,11 @@ use shared::agent::wire::CredentialRequest;
 use shared::agent::{sign_oa, Model, OaClaims, OwnerKeyHeader};
 
 /// The server's endpoint.
-pub const SERVER_PATH: &str = "/agent/v1/credentials";
+pub(crate) const SERVER_PATH: &str = "/agent/v1/credentials";
 
 /// The Identity Server's answer, kept to relay (again, when a proxy polls).
 #[derive(Debug, Clone)]
-pub struct Relayed {
+pub(crate) struct Relayed {
     /// Status.
     pub status: u16,
     /// Content-Type.
@@ -47,7 +47,7 @@ impl IntoResponse for Relayed {
 }
 
 /// The model 2 OA for a checked request from proxy `via`.
-pub fn approval(
+pub(crate) fn approval(
     owner: &OwnerIdentity,
     opts: &GatewayOptions,
     req: &GatewayRequest,
@@ -75,7 +75,7 @@ pub fn approval(
 }
 
 /// Signs the OA, submits the request to the Identity Server and returns its answer.
-pub async fn submit(
+pub(crate) async fn submit(
     owner: &OwnerIdentity,
     opts: &GatewayOptions,
     req: &GatewayRequest,

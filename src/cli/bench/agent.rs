@@ -165,8 +165,8 @@ fn spec(id: &str, model1: bool) -> CredentialSpec {
 
 /// Keys for every agent; for model 1 also the offline requests and alice's approvals.
 fn prepare(count: usize, model1: bool, aud: &str, alice: &std::path::Path) -> anyhow::Result<Vec<Job>> {
-    let owner = owner::identity::OwnerIdentity::load(alice)?;
-    let opts = owner::sign::SignOptions::default();
+    let owner = owner::OwnerIdentity::load(alice)?;
+    let opts = owner::SignOptions::default();
     (0..count)
         .map(|i| {
             let key = SoftwareKey::generate(Algorithm::Es256)?;
@@ -174,8 +174,8 @@ fn prepare(count: usize, model1: bool, aud: &str, alice: &std::path::Path) -> an
             let (acr, oa) = if model1 {
                 let acr = build_acr(&key, aud, None, spec(&id, true), 600)?;
                 let now = shared::agent::jwt::unix_now();
-                let reviewed = owner::sign::review(&owner, &acr, &opts, now)?;
-                let oa = owner::sign::sign(&owner, &reviewed, &opts, now)?;
+                let reviewed = owner::review(&owner, &acr, &opts, now)?;
+                let oa = owner::sign(&owner, &reviewed, &opts, now)?;
                 (Some(acr), Some(oa))
             } else {
                 (None, None)

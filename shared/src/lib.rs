@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod keys;
 pub mod metrics;
 pub mod pki;
+pub mod rfc3339;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 pub mod verified;

@@ -9,6 +9,7 @@ use pledge::{Idevid, PledgeConfig};
 use registrar::config::{Approval, AuditLogPolicy, CONFIG_FILE};
 use registrar::init::{init, open, InitOptions};
 use registrar::Registrar;
+use shared::conf::toml_string;
 use shared::signed::Format;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -265,19 +266,4 @@ fn set_policy(config: &Path, o: &LabOptions, masa: SocketAddr) -> Result<(), Lab
         None => text,
     };
     std::fs::write(config, text).map_err(s)
-}
-
-/// `text` as a TOML basic string.
-fn toml_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

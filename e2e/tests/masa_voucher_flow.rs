@@ -161,7 +161,7 @@ async fn audit_log_lists_vouchers_for_the_domain_and_nobody_else() {
         assert_eq!(event.domain_id, domain_id(&lab.owner.ca_cert()));
         assert_eq!(event.nonce.as_deref(), Some(n.json_text().as_str()));
         assert_eq!(event.assertion, shared::brski::LogAssertion::Proximity);
-        time::OffsetDateTime::parse(&event.date, &time::format_description::well_known::Rfc3339).unwrap();
+        shared::rfc3339::parse(&event.date).unwrap();
     }
     // A domain that never received a voucher and is not the owner: 404.
     let other = Domain::new("Elsewhere", true);

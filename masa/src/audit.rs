@@ -7,9 +7,9 @@ use crate::request::{require_device, verify_rvr, Approved, Seen, VerifiedRvr};
 use crate::state::Masa;
 use shared::brski::audit_log::AUDIT_LOG_VERSION;
 use shared::brski::{domain_id, AuditLog, LogAssertion, LogEvent};
+use shared::rfc3339;
 use shared::signed::Format;
 use shared::store::{AuditEvent, VoucherRecord};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Audit action of an issued voucher.
@@ -18,16 +18,6 @@ pub const ACTION_ISSUED: &str = "masa.voucher.issued";
 pub const ACTION_REFUSED: &str = "masa.voucher.refused";
 /// Audit action of a refused audit-log request.
 pub const ACTION_AUDIT_LOG_REFUSED: &str = "masa.auditlog.refused";
-
-/// RFC 3339 text of a time (UTC as recorded).
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
-/// Parses RFC 3339 text.
-pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok()
-}
 
 /// The store's name of a voucher encoding.
 pub fn format_name(format: Format) -> &'static str {
@@ -50,7 +40,7 @@ pub fn issued_event(a: &Approved, v: &VoucherRecord, actor: &str) -> AuditEvent 
             "domainID": v.domain,
             "format": v.format,
             "nonce": a.nonce.as_ref().map(|n| n.json_text()),
-            "expires-on": a.expires_on.map(rfc3339),
+            "expires-on": a.expires_on.as_ref().map(rfc3339::format),
             "registrar": a.registrar.tbs_certificate().subject().to_string(),
         }),
         at: v.created_at,
@@ -82,7 +72,7 @@ pub fn audit_log(records: &[VoucherRecord]) -> AuditLog {
     let events = records
         .iter()
         .map(|r| LogEvent {
-            date: rfc3339(r.created_at),
+            date: rfc3339::format(&r.created_at),
             domain_id: r.domain.clone(),
             nonce: r.nonce.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()),
             assertion: match r.assertion.as_str() {

@@ -5,6 +5,7 @@
 
 use crate::error::MasaError;
 use serde::Deserialize;
+use shared::conf::toml_string;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -173,21 +174,6 @@ impl MasaConfig {
             },
         )
     }
-}
-
-/// A TOML basic string: quoted, with backslash, quote and control characters escaped.
-fn toml_string(v: &str) -> String {
-    let mut out = String::from("\"");
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The host of a MASA URL (authority `host[:port]`, `[v6]:port`, or a full `https://` URI).

@@ -182,7 +182,7 @@ impl Masa {
         let record = DeviceRecord {
             serial: serial.to_string(),
             idevid_serial_hex: issued.serial_hex.clone(),
-            minted_at: crate::audit::rfc3339(now),
+            minted_at: shared::rfc3339::format(&now),
         };
         let event = AuditEvent {
             actor: "masa".into(),

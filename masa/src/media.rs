@@ -4,83 +4,40 @@
 
 use crate::error::MasaError;
 use est::http::MEDIA_PROBLEM;
+use shared::brski::media::{format_of, names_acceptable, voucher_formats};
 use shared::signed::Format;
 
-/// A name some peers use for COSE vouchers; read as [`Format::Cose`] (answered with the
-/// registered `application/voucher+cose`).
-pub const COSE_ALIAS: &str = "application/voucher-cose+cbor";
-
-/// Formats in the order used when quality values tie on wildcards (CMS is the default).
+/// The formats this MASA issues, in its own order of preference for ties (CMS is the default).
 const FORMATS: [Format; 3] = [Format::Cms, Format::Jws, Format::Cose];
 
-/// The format a media type names (parameters ignored), including [`COSE_ALIAS`].
-pub fn format_of(media_type: &str) -> Option<Format> {
-    let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence == COSE_ALIAS {
-        return Some(Format::Cose);
-    }
-    Format::from_media_type(&essence)
-}
-
-/// The voucher-request format of a request's `Content-Type` (415 otherwise).
+/// The voucher-request format of a request's `Content-Type` (415 otherwise); the COSE alias
+/// [`shared::brski::media::COSE_ALIAS`] is read as COSE.
 pub fn request_format(content_type: Option<&str>) -> Result<Format, MasaError> {
     content_type
         .and_then(format_of)
         .ok_or_else(|| MasaError::UnsupportedMediaType(content_type.unwrap_or("(none)").to_string()))
 }
 
-/// One media range of an `Accept` header.
-struct Range {
-    essence: String,
-    q: u32,
-}
-
-fn parse_accept(accept: &str) -> Vec<Range> {
-    accept
-        .split(',')
-        .filter_map(|item| {
-            let mut parts = item.split(';');
-            let essence = parts.next()?.trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
-                .find_map(|v| v.trim().parse::<f32>().ok())
-                .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0) as u32);
-            (!essence.is_empty()).then_some(Range { essence, q })
-        })
-        .collect()
-}
-
-/// The voucher format to answer with: the acceptable format with the highest quality (ties:
-/// first named in the header, then CMS, JWS, COSE); CMS when there is no `Accept`. 406 when the
-/// header names no format this MASA issues.
+/// The voucher format to answer with: the first of [`voucher_formats`] (highest quality; ties:
+/// named exactly, then header order, then CMS, JWS, COSE); CMS when there is no `Accept`. 406
+/// when the header accepts no format this MASA issues.
 pub fn voucher_format(accept: Option<&str>) -> Result<Format, MasaError> {
     let Some(header) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Format::Cms) };
-    let ranges = parse_accept(header);
-    let score = |f: Format| -> Option<(u32, bool, usize)> {
-        let exact = ranges.iter().position(|r| format_of(&r.essence) == Some(f));
-        if let Some(i) = exact {
-            return Some((ranges[i].q, true, usize::MAX - i));
-        }
-        let wild = ranges.iter().find(|r| r.essence == "*/*" || r.essence == "application/*")?;
-        Some((wild.q, false, 0))
-    };
-    FORMATS
-        .iter()
-        .rev()
-        .filter_map(|&f| score(f).filter(|s| s.0 > 0).map(|s| (s, f)))
-        .max_by_key(|(s, _)| *s)
-        .map(|(_, f)| f)
+    voucher_formats(header, &FORMATS)
+        .first()
+        .copied()
         .ok_or_else(|| MasaError::NotAcceptable(header.to_string()))
 }
 
 /// Whether the client asked for RFC 9457 problem bodies.
 pub fn wants_problem_json(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| parse_accept(a).iter().any(|r| r.essence == MEDIA_PROBLEM && r.q > 0))
+    accept.is_some_and(|a| names_acceptable(a, MEDIA_PROBLEM))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::brski::media::COSE_ALIAS;
 
     #[test]
     fn content_types() {

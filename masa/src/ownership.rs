@@ -8,6 +8,7 @@ use crate::error::MasaError;
 use crate::state::Masa;
 use serde::{Deserialize, Serialize};
 use shared::pki::{self, verify_chain};
+use shared::rfc3339;
 use shared::store::{AuditEvent, StoreExt};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
@@ -116,8 +117,8 @@ impl StoredRecord {
             serial: r.serial.clone(),
             domain_ca,
             pubk_sha256,
-            expires: r.expires.map(crate::audit::rfc3339),
-            claimed_at: crate::audit::rfc3339(r.claimed_at),
+            expires: r.expires.as_ref().map(rfc3339::format),
+            claimed_at: rfc3339::format(&r.claimed_at),
         })
     }
 
@@ -131,7 +132,7 @@ impl StoredRecord {
             (None, Some(h)) => Owner::from_sha256_hex(h).map_err(|e| corrupt(&e.to_string()))?,
             _ => return Err(corrupt("needs exactly one of domain_ca and pubk_sha256")),
         };
-        let time = |t: &str| crate::audit::parse_rfc3339(t).ok_or_else(|| corrupt("bad time"));
+        let time = |t: &str| rfc3339::parse(t).map_err(|_| corrupt("bad time"));
         Ok(OwnerRecord {
             owner,
             expires: self.expires.as_deref().map(time).transpose()?,
@@ -164,7 +165,7 @@ impl Masa {
             subject: serial.to_string(),
             detail: serde_json::json!({
                 "owner": record.owner.describe(),
-                "expires": record.expires.map(crate::audit::rfc3339),
+                "expires": record.expires.as_ref().map(rfc3339::format),
             }),
             at: now,
         };

@@ -16,6 +16,7 @@
 use crate::config::{url_host, MasaConfig};
 use crate::error::{io_error, MasaError};
 use der::Decode;
+use shared::conf::resolve_key_uri;
 use shared::keys::{load_key_file, load_signer, write_key_file, Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, create_ca, CertificateAuthority, Profile, San};
 use shared::store::Store;
@@ -118,7 +119,7 @@ impl Masa {
         write_file(&dir.join(CA_CERT_FILE), pki::cert_to_pem(&ca_cert)?.as_bytes())?;
         let ca = CertificateAuthority::new(ca_cert, Box::new(ca_key))?;
         let signer: Box<dyn Signer> = match &config.voucher_signer_key {
-            Some(uri) => load_signer(&resolve_key(dir, uri))?,
+            Some(uri) => load_signer(&resolve_key_uri(dir, uri))?,
             None => Box::new(new_key(&dir.join(SIGNER_KEY_FILE))?),
         };
         let signer_cert =
@@ -144,7 +145,7 @@ impl Masa {
         let manufacturer =
             CertificateAuthority::new(ca_cert.clone(), Box::new(load_key_file(&dir.join(CA_KEY_FILE))?))?;
         let signer: Box<dyn Signer> = match &config.voucher_signer_key {
-            Some(uri) => load_signer(&resolve_key(dir, uri))?,
+            Some(uri) => load_signer(&resolve_key_uri(dir, uri))?,
             None => Box::new(load_key_file(&dir.join(SIGNER_KEY_FILE))?),
         };
         let signer_cert = read_cert(&dir.join(SIGNER_CERT_FILE))?;
@@ -235,13 +236,6 @@ fn refuse_existing(dir: &Path) -> Result<(), MasaError> {
 }
 
 /// A `file:` key URI with a relative path is relative to the state directory `dir`.
-fn resolve_key(dir: &Path, uri: &str) -> String {
-    match uri.strip_prefix("file:") {
-        Some(p) if !p.starts_with('/') => format!("file:{}", dir.join(p).display()),
-        _ => uri.to_string(),
-    }
-}
-
 /// Generates a P-256 key and writes it (0600, never overwriting).
 fn new_key(path: &Path) -> Result<SoftwareKey, MasaError> {
     let key = SoftwareKey::generate(Algorithm::Es256)?;

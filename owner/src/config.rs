@@ -5,6 +5,7 @@
 use crate::OwnerError;
 use serde::Deserialize;
 use shared::agent::{check_owner_id, check_trust_domain};
+use shared::conf::{resolve_key_uri, toml_string};
 use shared::keys::{redact_pin, KeyUri};
 use std::path::{Path, PathBuf};
 
@@ -175,14 +176,6 @@ impl OwnerConfig {
     }
 }
 
-/// `uri` with a relative `file:` path resolved against `dir`; other URIs unchanged.
-pub(crate) fn resolve_key_uri(dir: &Path, uri: &str) -> String {
-    match uri.parse::<KeyUri>() {
-        Ok(KeyUri::File(p)) if p.is_relative() => format!("file:{}", dir.join(p).display()),
-        _ => uri.to_string(),
-    }
-}
-
 /// A key id: 1 to 64 characters of `A-Za-z0-9._-`.
 pub(crate) fn check_kid(kid: &str) -> Result<(), String> {
     let ok = !kid.is_empty()
@@ -210,15 +203,15 @@ pub(crate) fn render(
     domain_ca: Option<&str>,
 ) -> String {
     let opt = |k: &str, v: Option<&str>, example: &str| match v {
-        Some(v) => format!("{k} = {}\n", toml_str(v)),
+        Some(v) => format!("{k} = {}\n", toml_string(v)),
         None => format!("# {k} = \"{example}\"\n"),
     };
     let key = match key {
-        Some(k) => format!("key = {}\n", toml_str(k)),
+        Some(k) => format!("key = {}\n", toml_string(k)),
         None => format!("# key = \"{DEFAULT_KEY_URI}\"   # the default\n"),
     };
     let agents = match trust_domain {
-        Some(td) => format!("agents = [{}]", toml_str(&format!("wimse://{td}/agent/*"))),
+        Some(td) => format!("agents = [{}]", toml_string(&format!("wimse://{td}/agent/*"))),
         None => "agents = []   # e.g. [\"wimse://campus.example/agent/*\"]".into(),
     };
     format!(
@@ -243,17 +236,12 @@ pub(crate) fn render(
          manual = false\n\
          # max_ttl_secs = 3600   # largest credential lifetime approved\n\
          grant_secs = 86400      # renewals with the same agent key reuse an approval this long\n",
-        toml_str(id),
-        toml_str(kid),
+        toml_string(id),
+        toml_string(kid),
         opt("trust_domain", trust_domain, "campus.example"),
         opt("server", server, "https://registrar.example:8443"),
         opt("domain_ca", domain_ca, "domain-ca.pem"),
     )
-}
-
-/// A TOML basic string.
-pub(crate) fn toml_str(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
 }
 
 #[cfg(test)]
@@ -284,10 +272,6 @@ mod tests {
         cfg.check().unwrap();
         assert_eq!(cfg.key_uri(), uri);
         assert_eq!(cfg.resolved_key_uri(Path::new("/o")), uri);
-        let dir = Path::new("/o");
-        assert_eq!(resolve_key_uri(dir, "file:keys/k.pem"), "file:/o/keys/k.pem");
-        assert_eq!(resolve_key_uri(dir, "file:/abs/k.pem"), "file:/abs/k.pem");
-        assert_eq!(resolve_key_uri(dir, "file:///abs/k.pem"), "file:///abs/k.pem");
         let bad: OwnerConfig =
             toml::from_str("id = \"mailto:a@example.com\"\nkid = \"a\"\nkey = \"pkcs11:?pin-value=s3cret\"")
                 .unwrap();

@@ -6,7 +6,8 @@ use crate::OwnerError;
 use const_oid::db::rfc5280::{ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH};
 use shared::agent::check_owner_id;
 use shared::agent::jwk::spki_thumbprint;
-use shared::keys::{generate_key_file, redact_pin, Algorithm, KeyUri, Signer};
+use shared::conf::toml_string;
+use shared::keys::{generate_key_file, redact_pin, write_private, Algorithm, Existing, KeyUri, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,16 +174,14 @@ fn public_pem(spki_der: &[u8]) -> Result<String, OwnerError> {
         .map_err(|e| OwnerError::Config(format!("PEM: {e}")))
 }
 
-/// Writes a new file (never overwriting); mode 0600 when `secret`.
+/// Writes a new file (never overwriting); a `secret` one 0600 and synced ([`write_private`]).
 fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), OwnerError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
     if secret {
-        opts.mode(0o600);
+        return write_private(path, bytes, Existing::Refuse).map_err(OwnerError::io(path));
     }
-    let mut f = opts.open(path).map_err(OwnerError::io(path))?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(OwnerError::io(path))?;
     f.write_all(bytes).map_err(OwnerError::io(path))
 }
 
@@ -194,10 +193,10 @@ pub(crate) fn policy_snippet(id: &str, kid: &str, public: &Path, trust_domain: O
          agents = [{}]\n\
          # models = [\"agent-mediated\", \"owner-mediated\", \"server-mediated\"]   # default: all three\n\
          # organization = \"Example Corp\"\n",
-        config::toml_str(id),
-        config::toml_str(kid),
-        config::toml_str(&public.display().to_string()),
-        config::toml_str(&agents),
+        toml_string(id),
+        toml_string(kid),
+        toml_string(&public.display().to_string()),
+        toml_string(&agents),
     )
 }
 

@@ -86,10 +86,7 @@ impl PledgeFile {
             })?;
         }
         if let Some(k) = &self.idevid_key {
-            cfg.idevid_key = match k.strip_prefix("file:") {
-                Some(p) => format!("file:{}", rel(Path::new(p)).display()),
-                None => k.clone(),
-            };
+            cfg.idevid_key = shared::conf::resolve_key_uri(path.parent().unwrap_or(state), k);
         }
         if let Some(p) = &self.idevid_cert {
             cfg.idevid_cert = rel(p);

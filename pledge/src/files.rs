@@ -6,9 +6,9 @@
 use crate::enroll::Enrolled;
 use serde::{Deserialize, Serialize};
 use shared::pki;
+use shared::rfc3339;
 use shared::signed::Format;
 use std::path::{Path, PathBuf};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 
@@ -64,11 +64,6 @@ fn pem(certs: &[Certificate]) -> String {
     certs.iter().filter_map(|c| pki::cert_to_pem(c).ok()).collect()
 }
 
-/// RFC 3339 text of a time.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 /// Writes the outcome of a bootstrap: the key (a 0600 file or a TPM key reference, replacing an
 /// older one atomically), the
 /// certificates, the voucher and the summary.
@@ -114,9 +109,9 @@ pub fn summary(
         mode_reason: mode_reason.into(),
         server: server.into(),
         serial: serial.into(),
-        bootstrapped_at: rfc3339(OffsetDateTime::now_utc()),
+        bootstrapped_at: rfc3339::format(&OffsetDateTime::now_utc()),
         ldevid_subject: tbs.subject().to_string(),
-        ldevid_not_after: rfc3339(not_after),
+        ldevid_not_after: rfc3339::format(&not_after),
         voucher_format: format.map(|f| f.to_string()),
     }
 }
@@ -148,7 +143,7 @@ pub fn status_text(state: &Path) -> std::io::Result<String> {
                 "LDevID:   {}\n          issued by {}\n          expires {} ({when})\n",
                 tbs.subject(),
                 tbs.issuer(),
-                rfc3339(not_after)
+                rfc3339::format(&not_after)
             ));
         }
         None => out.push_str("LDevID:   none (not bootstrapped)\n"),

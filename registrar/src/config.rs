@@ -214,12 +214,10 @@ impl RegistrarFile {
         }
     }
 
-    /// Resolves a `file:` key URI of the file against the file's directory.
+    /// Resolves a key URI of the file (a relative `file:` path) against the file's directory,
+    /// by the one rule of [`shared::conf::resolve_key_uri`].
     pub fn resolve_key(path: &Path, uri: &str) -> String {
-        match uri.strip_prefix("file:") {
-            Some(p) => format!("file:{}", Self::resolve(path, Path::new(p)).display()),
-            None => uri.to_string(),
-        }
+        shared::conf::resolve_key_uri(path.parent().unwrap_or(Path::new(".")), uri)
     }
 
     /// The state directory: `state`, resolved, or the config file's directory.

@@ -75,7 +75,7 @@ async fn voucher_flow(
     req: Request,
 ) -> Result<Response, RegistrarError> {
     let content_type = header_text(req.headers(), header::CONTENT_TYPE);
-    let accept = accepted_formats(req.headers());
+    let accept = header_text(req.headers(), header::ACCEPT);
     let body = read_body(req, MAX_ARTIFACT_LEN).await?;
     let cx = PvrContext {
         client_chain: chain,
@@ -98,7 +98,7 @@ async fn voucher_flow(
     consume_nonce(reg, &pvr).await?;
     let rvr = sign_registrar_request(&pvr, reg.key().as_ref(), reg.chain())?;
     let m = &reg.config().manufacturers[pvr.manufacturer];
-    let accept = if accept.is_empty() { vec![pvr.format] } else { accept };
+    let accept = accepted_formats(&accept, pvr.format);
     let result = reg.masa().request_voucher(m, &pvr.idevid, &rvr, pvr.format, &accept).await;
     let voucher = match result {
         Ok(v) => v,
@@ -316,7 +316,7 @@ async fn read_status(
     req: Request,
 ) -> Result<(StatusReport, PledgeRecord, &'static str), RegistrarError> {
     let ct = header_text(req.headers(), header::CONTENT_TYPE);
-    if !ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json") {
+    if shared::brski::media::essence(&ct) != "application/json" {
         return Err(RegistrarError::UnsupportedMediaType(ct));
     }
     let body = read_body(req, MAX_JSON_BODY).await?;
@@ -366,10 +366,19 @@ fn header_text(h: &HeaderMap, name: header::HeaderName) -> String {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
-/// The voucher formats the pledge's Accept lists, in its order (empty: none named).
-fn accepted_formats(h: &HeaderMap) -> Vec<Format> {
-    let accept = header_text(h, header::ACCEPT);
-    accept.split(',').filter_map(Format::from_media_type).collect()
+/// The voucher formats the pledge accepts, most preferred first (RFC 9110 §12.5.1 quality
+/// values, `q=0` refused; ties: header order, then the request's format first), forwarded to
+/// the MASA as its `Accept`. When the header is absent or accepts no voucher format, the
+/// header is disregarded (RFC 9110 §12.5.1 allows it) and the request's own format is asked for.
+fn accepted_formats(accept: &str, request_format: Format) -> Vec<Format> {
+    let mut offered = vec![request_format];
+    offered.extend([Format::Cms, Format::Jws, Format::Cose].into_iter().filter(|&f| f != request_format));
+    let formats = shared::brski::media::voucher_formats(accept, &offered);
+    if formats.is_empty() {
+        vec![request_format]
+    } else {
+        formats
+    }
 }
 
 /// Reads the body with a size limit and the default timeout (the one reader of every server).
@@ -380,3 +389,6 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, RegistrarError> 
 fn store_err(e: shared::store::StoreError) -> RegistrarError {
     RegistrarError::Store(e.to_string())
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,8 @@
 use crate::config::{RegistrarFile, CONFIG_FILE};
 use crate::state::Registrar;
 use shared::brski::ID_KP_CMC_RA;
-use shared::keys::{generate_key_file, load_signer, redact_pin, Algorithm, Signer};
+use shared::conf::toml_string;
+use shared::keys::{generate_key_file, load_signer, redact_pin, write_private, Algorithm, Existing, Signer};
 use shared::pki::{self, CertificateAuthority, Profile, San};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -210,21 +211,15 @@ pub fn issue_registrar_cert(
 }
 
 /// A TOML basic string: quoted, backslashes and quotes escaped.
-fn toml_string(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Writes the configuration; mode 0600 when `secret`.
+/// Writes the configuration (replacing the file); a `secret` one is 0600 even where an older
+/// file was wider ([`write_private`]).
 fn write_config(path: &Path, text: &str, secret: bool) -> Result<(), InitError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    if secret {
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|x| InitError(format!("{}: {x}", path.display())))?;
-    f.write_all(text.as_bytes()).map_err(|x| InitError(format!("{}: {x}", path.display())))
+    let written = if secret {
+        write_private(path, text.as_bytes(), Existing::Replace)
+    } else {
+        std::fs::write(path, text)
+    };
+    written.map_err(|x| InitError(format!("{}: {x}", path.display())))
 }
 
 fn write_pem(path: &Path, certs: &[Certificate]) -> Result<(), InitError> {

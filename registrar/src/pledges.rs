@@ -195,7 +195,7 @@ impl PledgeRecord {
 }
 
 fn now_text() -> String {
-    OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    shared::rfc3339::format(&OffsetDateTime::now_utc())
 }
 
 /// The record of `serial`, if any.

@@ -46,7 +46,7 @@ pub struct PvrContext<'a> {
 
 /// Runs every check on a pledge voucher-request received with `content_type`.
 pub fn check_pvr(body: &[u8], content_type: &str, cx: &PvrContext<'_>) -> Result<CheckedPvr, RegistrarError> {
-    let format = Format::from_media_type(content_type)
+    let format = shared::brski::media::format_of(content_type)
         .ok_or_else(|| RegistrarError::UnsupportedMediaType(content_type.to_string()))?;
     let (idevid, rest) = cx.client_chain.split_first().ok_or(RegistrarError::NoClientCert)?;
     let manufacturer = find_manufacturer(idevid, rest, cx)?;

@@ -242,18 +242,14 @@ fn report(c: &Credential, files: &AgentFiles, written: &[PathBuf]) {
         Some(o) => println!("owner:    {o} (model {})", c.model),
         None => println!("owner:    none"),
     }
-    println!("expires:  {}", unix_text(c.not_after));
+    println!("expires:  {}", shared::rfc3339::format_unix(c.not_after));
     if let Some(g) = c.grant_exp {
-        println!("grant:    until {}", unix_text(g));
+        println!("grant:    until {}", shared::rfc3339::format_unix(g));
     }
     println!("key:      {}", files.key.display());
     for w in written {
         println!("wrote:    {}", w.display());
     }
-}
-
-fn unix_text(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t).map(pledge::files::rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// Renews at half-life forever: a new ACR with the same key, no owner approval.
@@ -269,7 +265,7 @@ async fn watch(
     let mut backoff = Duration::from_secs(5);
     loop {
         let at = ::agent::renew_at(received, cred.not_after);
-        eprintln!("renewing at {} (half of the remaining life)", unix_text(at));
+        eprintln!("renewing at {} (half of the remaining life)", shared::rfc3339::format_unix(at));
         // Look at the wall clock every 30 s: a sleeping host does not advance timers.
         while unix_now() < at {
             tokio::time::sleep(Duration::from_secs((at - unix_now()).clamp(1, 30) as u64)).await;

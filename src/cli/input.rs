@@ -32,6 +32,6 @@ pub(super) fn read_certs(path: &str) -> anyhow::Result<Vec<x509_cert::Certificat
 
 /// Parses an RFC 3339 time given on the command line.
 pub(super) fn parse_time(s: &str) -> anyhow::Result<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+    shared::rfc3339::parse(s)
         .with_context(|| format!("'{s}' is not an RFC 3339 time such as 2021-04-14T00:00:00Z"))
 }

@@ -246,7 +246,8 @@ async fn claim(a: ClaimArgs) -> anyhow::Result<()> {
     };
     let expires = a.days.map(|d| time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(d)));
     let r = m.claim(&a.serial, owner, expires).await?;
-    let until = r.expires.map_or("no expiry".to_string(), |e| format!("until {}", masa::audit::rfc3339(e)));
+    let until =
+        r.expires.map_or("no expiry".to_string(), |e| format!("until {}", shared::rfc3339::format(&e)));
     println!(
         "recorded owner of serial {}: {} ({until}) in {}",
         r.serial,

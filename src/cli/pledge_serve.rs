@@ -101,7 +101,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("  tcp:       {t} (loopback)");
     }
     println!("  server:    {registrar}");
-    println!("  LDevID:    {} (until {})", id.leaf().tbs_certificate().subject(), unix_text(not_after));
+    println!(
+        "  LDevID:    {} (until {})",
+        id.leaf().tbs_certificate().subject(),
+        shared::rfc3339::format_unix(not_after)
+    );
     println!("  renewal:   {}", if cfg.renew { "at two thirds of the LDevID's life" } else { "off" });
     if cfg.attestation.is_some() {
         println!("  evidence:  TPM quote of PCRs {quote_pcrs:?} in every request");
@@ -117,8 +121,4 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     drop(running);
     Ok(ExitCode::SUCCESS)
-}
-
-fn unix_text(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t).map(pledge::files::rfc3339).unwrap_or_else(|_| t.to_string())
 }

@@ -116,19 +116,15 @@ fn print_identity(id: &AgentIdentity) {
         Some(o) => {
             println!("owner:    {}", o.id);
             println!("model:    {}", o.model);
-            println!("grant:    until {}", unix_text(o.grant_not_after));
+            println!("grant:    until {}", shared::rfc3339::format_unix(o.grant_not_after));
         }
         None => {
             println!("owner:    none");
             println!("model:    none");
         }
     }
-    println!("expires:  {}", unix_text(id.not_after));
+    println!("expires:  {}", shared::rfc3339::format_unix(id.not_after));
     println!("key:      {} (RFC 7638 thumbprint)", id.key_thumbprint);
-}
-
-fn unix_text(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t).map(pledge::files::rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 fn trust(a: &VerifyArgs) -> anyhow::Result<RelyingTrust> {

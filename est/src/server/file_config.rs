@@ -6,6 +6,7 @@ use super::config::{AuthRequirement, BindingPolicy, ConfigError, EstServerConfig
 use crate::keypackage::SharedKey;
 use const_oid::ObjectIdentifier;
 use serde::Deserialize;
+use shared::conf::resolve_key_uri;
 use shared::keys::Algorithm;
 use shared::pki::{KeyUsageBit, Profile, SubjectRule};
 use std::collections::BTreeMap;
@@ -133,8 +134,8 @@ impl EstFileConfig {
         abs(&mut self.state);
         abs(&mut self.ca.cert);
         abs(&mut self.tls.cert);
-        self.ca.key = resolve_key_uri(&self.ca.key, base);
-        self.tls.key = resolve_key_uri(&self.tls.key, base);
+        self.ca.key = resolve_key_uri(base, &self.ca.key);
+        self.tls.key = resolve_key_uri(base, &self.tls.key);
         for label in self.labels.values_mut() {
             label.client_cert_anchors.iter_mut().for_each(abs);
             label.serverkeygen_shared_keys.values_mut().for_each(abs);
@@ -153,13 +154,6 @@ impl EstFileConfig {
         }
         config.check()?;
         Ok(config)
-    }
-}
-
-fn resolve_key_uri(uri: &str, base: &Path) -> String {
-    match uri.strip_prefix("file:") {
-        Some(p) if !p.starts_with('/') => format!("file:{}", base.join(p).display()),
-        _ => uri.to_string(),
     }
 }
 

@@ -73,7 +73,7 @@ async fn create_inner(gw: &Gateway, req: Request) -> Result<Response, Refusal> {
 
 async fn read_body(req: Request) -> Result<Bytes, Refusal> {
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let base = shared::brski::media::essence(ct);
     if base != "application/json" && base != CREDENTIAL_REQUEST_MEDIA_TYPE {
         return Err(Refusal::new(
             Reason::UnsupportedMediaType,

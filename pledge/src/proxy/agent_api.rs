@@ -297,12 +297,8 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 }
 
 fn media_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    shared::brski::media::essence(ct)
 }
 
 async fn credentials(

@@ -117,7 +117,7 @@ async fn bundle(AxState(reg): AxState<Arc<Registrar>>, req: Request) -> Response
 async fn read_json<T: serde::de::DeserializeOwned>(req: Request, media: &[&str]) -> Result<T, Refusal> {
     let ct =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let base = shared::brski::media::essence(&ct);
     if !media.contains(&base.as_str()) {
         return Err(Refusal::new(
             Reason::UnsupportedMediaType,

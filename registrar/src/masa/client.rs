@@ -16,16 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use x509_cert::Certificate;
 
-/// The voucher format a MASA's `Content-Type` names (parameters ignored; the alias
-/// `application/voucher-cose+cbor` some MASAs send is read as COSE).
-fn voucher_format_of(content_type: &str) -> Option<Format> {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence == "application/voucher-cose+cbor" {
-        return Some(Format::Cose);
-    }
-    Format::from_media_type(&essence)
-}
-
 /// Default per-step timeout (connect, handshake, request).
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -76,9 +66,10 @@ impl MasaReply {
         self.status == StatusCode::OK && self.format().is_some()
     }
 
-    /// The voucher format of the answer, from its Content-Type.
+    /// The voucher format of the answer, from its Content-Type (parameters ignored; the alias
+    /// `application/voucher-cose+cbor` some MASAs send is read as COSE).
     pub fn format(&self) -> Option<Format> {
-        voucher_format_of(&self.content_type)
+        shared::brski::media::format_of(&self.content_type)
     }
 }
 

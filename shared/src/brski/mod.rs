@@ -1,8 +1,9 @@
 //! BRSKI (RFC 8995) wire objects other than vouchers, sans-IO: the pledge's status reports
 //! (`voucher_status`, `enrollstatus`), the MASA audit log, the audit log's `domainID`, and
-//! the protocol's paths and constants.
+//! the protocol's paths and constants, and content negotiation ([`media`]).
 
 pub mod audit_log;
+pub mod media;
 pub mod status;
 
 pub use audit_log::{domain_id, AuditLog, LogAssertion, LogEvent, Truncation};

@@ -12,7 +12,7 @@ pub mod pkcs11;
 mod software;
 mod uri;
 
-pub use file::{generate_key_file, load_key_file, write_key_file};
+pub use file::{generate_key_file, load_key_file, write_key_file, write_private, Existing};
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::Pkcs11Signer;
 pub use software::SoftwareKey;

@@ -327,7 +327,12 @@ impl std::str::FromStr for KeyUri {
     fn from_str(s: &str) -> Result<Self, KeyError> {
         match s.split_once(':') {
             Some(("file", rest)) if !rest.is_empty() => {
-                let path = rest.strip_prefix("//").unwrap_or(rest);
+                // RFC 8089 §2: `file://<authority>/path`; an empty authority or `localhost`
+                // is this host, so `file:///abs` and `file://localhost/abs` are `/abs`.
+                let path = match rest.strip_prefix("//") {
+                    Some(r) => r.strip_prefix("localhost").filter(|p| p.starts_with('/')).unwrap_or(r),
+                    None => rest,
+                };
                 Ok(KeyUri::File(PathBuf::from(path)))
             }
             Some(("pkcs11", _)) => Ok(KeyUri::Pkcs11(Pkcs11Uri::parse(s)?)),

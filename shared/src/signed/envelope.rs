@@ -30,12 +30,6 @@ impl Format {
         }
     }
 
-    /// Maps a media type (parameters ignored) back to a format.
-    pub fn from_media_type(mt: &str) -> Option<Self> {
-        let base = mt.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        [Format::Cms, Format::Jws, Format::Cose].into_iter().find(|f| f.media_type() == base)
-    }
-
     /// The conventional file extension (`vcj`, `vjj`, `vch`).
     pub fn file_extension(self) -> &'static str {
         match self {

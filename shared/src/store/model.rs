@@ -4,7 +4,6 @@
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
@@ -192,7 +191,7 @@ pub fn format_time(t: OffsetDateTime, what: &str) -> Result<String, StoreError> 
 
 /// Decodes RFC 3339 text read from the store.
 pub fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::parse(text, &Rfc3339)
+    crate::rfc3339::parse(text)
         .map(normalize_time)
         .map_err(|e| StoreError::Corrupt { what: format!("{what} `{text}` is not RFC 3339: {e}") })
 }

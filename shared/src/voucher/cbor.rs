@@ -16,7 +16,8 @@ use super::leaf::{Leaf, LeafReader, LeafWriter};
 use super::model::Voucher;
 use super::nonce::Nonce;
 use super::vocab::{Assertion, Extension, Kind};
-use super::{check_size, rfc3339, Strictness};
+use super::{check_size, Strictness};
+use crate::rfc3339;
 
 /// CBOR tag for an absolute SID used as a map key (RFC 9254 §4.2.1).
 const TAG_SID: u64 = 47;
@@ -294,7 +295,7 @@ impl LeafReader for CborLeaf<'_> {
     fn date(&self, leaf: Leaf) -> Result<OffsetDateTime, VoucherError> {
         let text = self.text(leaf)?;
         rfc3339::parse(&text)
-            .ok_or_else(|| VoucherError::InvalidDate { leaf: leaf.name().to_string(), value: text })
+            .map_err(|_| VoucherError::InvalidDate { leaf: leaf.name().to_string(), value: text })
     }
 
     /// The enum's integer, or (names being legal in YANG-CBOR) its name.

@@ -13,7 +13,8 @@ use super::leaf::{Leaf, LeafReader, LeafWriter};
 use super::model::Voucher;
 use super::nonce::Nonce;
 use super::vocab::{Assertion, Extension, Kind, LEGACY_PRM_JSON_KEY};
-use super::{check_size, jsontree, rfc3339, Strictness};
+use super::{check_size, jsontree, Strictness};
+use crate::rfc3339;
 
 /// Member-name prefix of rfc8366bis extension sub-objects (`"extension:<module-name>"`).
 const EXTENSION_PREFIX: &str = "extension:";
@@ -156,10 +157,8 @@ impl LeafReader for JsonLeaf<'_> {
 
     fn date(&self, leaf: Leaf) -> Result<OffsetDateTime, VoucherError> {
         let text = self.str(leaf, "RFC 3339 date-and-time string")?;
-        rfc3339::parse(text).ok_or_else(|| VoucherError::InvalidDate {
-            leaf: leaf.name().to_string(),
-            value: text.to_string(),
-        })
+        rfc3339::parse(text)
+            .map_err(|_| VoucherError::InvalidDate { leaf: leaf.name().to_string(), value: text.to_string() })
     }
 
     fn assertion(&self, leaf: Leaf) -> Result<Assertion, VoucherError> {

@@ -17,7 +17,6 @@ mod keyid;
 mod leaf;
 mod model;
 mod nonce;
-mod rfc3339;
 mod validate;
 mod vocab;
 

@@ -28,5 +28,5 @@ pub(crate) fn certs(rel: &str) -> Vec<Certificate> {
 
 /// Parses an RFC 3339 time.
 pub(crate) fn at(s: &str) -> OffsetDateTime {
-    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    shared::rfc3339::parse(s).unwrap()
 }

@@ -3,8 +3,8 @@
 //! `brski demo`, `brski bench brski|agent` and the cross-role suites (`e2e`). It sits above the
 //! roles because it is the one place that holds several of them at once.
 
-use masa::ownership::Owner;
 use masa::Masa;
+use masa::Owner;
 use pledge::{Idevid, PledgeConfig};
 use registrar::config::{Approval, AuditLogPolicy, CONFIG_FILE};
 use registrar::init::{init, open, InitOptions};
@@ -113,7 +113,7 @@ impl Lab {
                 domain_subject: "CN=brski lab Domain CA".into(),
                 names: vec!["127.0.0.1".into(), "localhost".into()],
                 listen: reg_addr,
-                manufacturers: vec![("lab".into(), masa_dir.join(masa::state::CA_CERT_FILE))],
+                manufacturers: vec![("lab".into(), masa_dir.join(masa::CA_CERT_FILE))],
                 trust_domain: None,
                 domain_ca_key: options.domain_ca_key.clone(),
                 registrar_key: options.registrar_key.clone(),
@@ -124,7 +124,7 @@ impl Lab {
         let registrar = Arc::new(open(&config, Some(reg_addr)).await.map_err(s)?);
         let m = masa.clone();
         let masa_task = tokio::spawn(async move {
-            if let Err(e) = masa::server::serve(m, masa_listener).await {
+            if let Err(e) = masa::serve(m, masa_listener).await {
                 tracing::error!(error = %e, "lab MASA stopped");
             }
         });
@@ -188,9 +188,9 @@ impl Lab {
 
 /// Creates the lab MASA, or reopens an earlier one moved to `addr`.
 async fn open_masa(masa_dir: &Path, addr: SocketAddr, options: &LabOptions) -> Result<Masa, LabError> {
-    let path = masa_dir.join(masa::state::CONFIG_FILE);
+    let path = masa_dir.join(masa::CONFIG_FILE);
     if !path.exists() {
-        let mut opts = masa::state::InitOptions::new(&addr.to_string());
+        let mut opts = masa::InitOptions::new(&addr.to_string());
         opts.listen = addr;
         opts.voucher_signer_key = options.voucher_signer_key.clone();
         drop(Masa::init(masa_dir, &opts).await.map_err(s)?);

@@ -49,10 +49,9 @@ fn voucher_refusal(e: BootstrapError) -> ImprintError {
 /// The MASA's voucher-signing key and chain (from the lab's MASA state).
 fn masa_signer(lab: &Lab) -> (SoftwareKey, Vec<Certificate>) {
     let d = lab.dir.join("masa");
-    let key = load_key_file(&d.join(masa::state::SIGNER_KEY_FILE)).unwrap();
-    let mut chain =
-        pki::certs_from_pem(&std::fs::read(d.join(masa::state::SIGNER_CERT_FILE)).unwrap()).unwrap();
-    chain.extend(pki::certs_from_pem(&std::fs::read(d.join(masa::state::CA_CERT_FILE)).unwrap()).unwrap());
+    let key = load_key_file(&d.join(masa::SIGNER_KEY_FILE)).unwrap();
+    let mut chain = pki::certs_from_pem(&std::fs::read(d.join(masa::SIGNER_CERT_FILE)).unwrap()).unwrap();
+    chain.extend(pki::certs_from_pem(&std::fs::read(d.join(masa::CA_CERT_FILE)).unwrap()).unwrap());
     (key, chain)
 }
 
@@ -269,7 +268,7 @@ async fn domain_that_does_not_own_the_serial_is_refused_by_the_masa() {
     let (cfg, id) = lab.pledge("owned-elsewhere", Format::Cms).await.unwrap();
     let other_key = SoftwareKey::generate(Algorithm::Es256).unwrap();
     let other_ca = pki::create_ca("CN=Another Domain CA", &other_key, DAY, None).unwrap();
-    lab.masa.claim("owned-elsewhere", masa::ownership::Owner::DomainCa(other_ca), None).await.unwrap();
+    lab.masa.claim("owned-elsewhere", masa::Owner::DomainCa(other_ca), None).await.unwrap();
     match bootstrap(&cfg, &id).await.unwrap_err() {
         BootstrapError::Refused { status, detail } => {
             assert_eq!(status, 403, "{detail}");

@@ -50,7 +50,7 @@ fn openssl_verify_voucher(manufacturer_ca: &Path, voucher: &Path) {
 
 /// Bootstraps one pledge per voucher format and checks the voucher and the LDevID.
 async fn bootstrap_each_format(lab: &Lab, prefix: &str) {
-    let manufacturer_ca = lab.dir.join("masa").join(masa::state::CA_CERT_FILE);
+    let manufacturer_ca = lab.dir.join("masa").join(masa::CA_CERT_FILE);
     let domain_ca = lab.registrar.config().state.join("domain-ca.pem");
     for format in [Format::Cms, Format::Jws, Format::Cose] {
         let (cfg, id) = lab.pledge(&format!("{prefix}-{format}"), format).await.expect("mint");
@@ -82,7 +82,7 @@ async fn masa_voucher_key_and_domain_ca_key_in_softhsm() {
     };
     let lab = Lab::start(dir.path(), options.clone()).await.expect("lab starts");
     // No software copies of the three keys: the configurations name the tokens.
-    assert!(!dir.path().join("masa").join(masa::state::SIGNER_KEY_FILE).exists());
+    assert!(!dir.path().join("masa").join(masa::SIGNER_KEY_FILE).exists());
     assert!(!dir.path().join("registrar").join("domain-ca.key").exists());
     assert!(!dir.path().join("registrar").join("registrar.key").exists());
     let masa_toml = std::fs::read_to_string(dir.path().join("masa/masa.toml")).unwrap();
@@ -109,7 +109,7 @@ async fn a_wrong_pin_stops_the_masa_without_showing_it() {
     let Some(t) = token("badpin") else { return };
     let key = t.generate("voucher-signer", Algorithm::Es256).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = masa::state::InitOptions::new("127.0.0.1:9443");
+    let mut opts = masa::InitOptions::new("127.0.0.1:9443");
     opts.voucher_signer_key = Some(key.replace("pin-value=1234", "pin-value=0000"));
     let err = masa::Masa::init(&dir.path().join("masa"), &opts).await.expect_err("wrong PIN").to_string();
     assert!(err.contains("wrong PIN"), "{err}");

@@ -225,7 +225,7 @@ async fn health_metrics_and_the_tls_certificate() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    let app = masa::server::router(lab.masa.clone());
+    let app = masa::router(lab.masa.clone());
     let get = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
     let health = app.clone().oneshot(get("/healthz")).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);

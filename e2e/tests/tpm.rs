@@ -48,7 +48,7 @@ require_quote = true
 [attestation.pcrs]
 "16" = "{}"
 "#,
-        dir.join("lab/masa").join(masa::state::CA_CERT_FILE).display(),
+        dir.join("lab/masa").join(masa::CA_CERT_FILE).display(),
         hex::encode(expected_pcr16())
     )
 }
@@ -97,7 +97,7 @@ async fn a_tpm_device_bootstraps_and_its_agents_evidence_carries_an_appraised_qu
     assert!(!out.join("idevid.key").exists());
     assert_eq!(tpm::read_key(&t.tcti(), tpm::IDEVID_HANDLE).unwrap().spki, pki::spki_der(&device.idevid));
     assert_eq!(tpm::read_key(&t.tcti(), tpm::IAK_HANDLE).unwrap().kind, tpm::KeyKind::Attestation);
-    let owner = masa::ownership::Owner::DomainCa(lab.registrar.domain_ca().clone());
+    let owner = masa::Owner::DomainCa(lab.registrar.domain_ca().clone());
     lab.masa.claim(serial, owner, None).await.unwrap();
     // Minting the same TPM again is refused (its handles are taken).
     let again = lab.masa.mint_tpm_device_to("tpm-device-2", &t.tcti(), &dir.path().join("again")).await;

@@ -13,14 +13,14 @@ use shared::store::{AuditEvent, VoucherRecord};
 use time::OffsetDateTime;
 
 /// Audit action of an issued voucher.
-pub const ACTION_ISSUED: &str = "masa.voucher.issued";
+pub(crate) const ACTION_ISSUED: &str = "masa.voucher.issued";
 /// Audit action of a refused voucher request.
-pub const ACTION_REFUSED: &str = "masa.voucher.refused";
+pub(crate) const ACTION_REFUSED: &str = "masa.voucher.refused";
 /// Audit action of a refused audit-log request.
-pub const ACTION_AUDIT_LOG_REFUSED: &str = "masa.auditlog.refused";
+pub(crate) const ACTION_AUDIT_LOG_REFUSED: &str = "masa.auditlog.refused";
 
 /// The store's name of a voucher encoding.
-pub fn format_name(format: Format) -> &'static str {
+pub(crate) fn format_name(format: Format) -> &'static str {
     match format {
         Format::Cms => "cms-json",
         Format::Jws => "jws-json",
@@ -30,7 +30,7 @@ pub fn format_name(format: Format) -> &'static str {
 
 /// The audit event of an issued voucher (committed with the voucher record, see
 /// [`crate::voucher::issue`]).
-pub fn issued_event(a: &Approved, v: &VoucherRecord, actor: &str) -> AuditEvent {
+pub(crate) fn issued_event(a: &Approved, v: &VoucherRecord, actor: &str) -> AuditEvent {
     AuditEvent {
         actor: actor.to_string(),
         action: ACTION_ISSUED.into(),
@@ -49,7 +49,13 @@ pub fn issued_event(a: &Approved, v: &VoucherRecord, actor: &str) -> AuditEvent 
 
 /// Appends the audit event of a refusal. Never fails: a store error is logged, the refusal
 /// is answered anyway.
-pub async fn record_refusal(masa: &Masa, action: &str, seen: &Seen, remote: Option<String>, e: &MasaError) {
+pub(crate) async fn record_refusal(
+    masa: &Masa,
+    action: &str,
+    seen: &Seen,
+    remote: Option<String>,
+    e: &MasaError,
+) {
     let event = AuditEvent {
         actor: seen.registrar.clone().or(remote.clone()).unwrap_or_else(|| "unknown".into()),
         action: action.to_string(),
@@ -68,7 +74,7 @@ pub async fn record_refusal(masa: &Masa, action: &str, seen: &Seen, remote: Opti
 }
 
 /// The RFC 8995 §5.8.1 audit log of one device, from its recorded vouchers (oldest first).
-pub fn audit_log(records: &[VoucherRecord]) -> AuditLog {
+pub(crate) fn audit_log(records: &[VoucherRecord]) -> AuditLog {
     let events = records
         .iter()
         .map(|r| LogEvent {
@@ -89,7 +95,7 @@ pub fn audit_log(records: &[VoucherRecord]) -> AuditLog {
 /// Answers `requestauditlog`: the RVR must verify as for a voucher (signature, id-kp-cmcRA,
 /// serial-number); the device must be known; the requesting domain (any certificate of the RVR
 /// signer chain) must appear in the log or be the current owner (404 otherwise, RFC 8995 §5.8).
-pub async fn check_audit_log_request(
+pub(crate) async fn check_audit_log_request(
     masa: &Masa,
     body: &[u8],
     format: Format,

@@ -16,11 +16,11 @@ const MAX_CONFIG_LEN: u64 = 64 * 1024;
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9443";
 /// Default lifetime of a nonceless voucher, in minutes (RFC 8995 §5.6 recommends about 20).
-pub const DEFAULT_NONCELESS_MINUTES: u64 = 20;
+pub(crate) const DEFAULT_NONCELESS_MINUTES: u64 = 20;
 /// Default request body limit (128 KiB: an RVR carrying a PVR and two chains is a few KiB).
-pub const DEFAULT_BODY_LIMIT: usize = 128 * 1024;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 128 * 1024;
 /// Default time limit of one request, body included, in seconds.
-pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+pub(crate) const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 
 /// The MASA configuration (`masa.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -177,7 +177,7 @@ impl MasaConfig {
 }
 
 /// The host of a MASA URL (authority `host[:port]`, `[v6]:port`, or a full `https://` URI).
-pub fn url_host(url: &str) -> Result<String, String> {
+pub(crate) fn url_host(url: &str) -> Result<String, String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.chars().any(|c| c.is_whitespace() || c == '@') {

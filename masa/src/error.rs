@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use est::http::{Area, Problem};
 /// Media type of the RFC 8995 plain-text error body.
-pub const MEDIA_TEXT: &str = "text/plain; charset=utf-8";
+pub(crate) const MEDIA_TEXT: &str = "text/plain; charset=utf-8";
 
 /// Every way a MASA operation can fail: request refusals (each RFC 8995 check its own
 /// variant) and the operator-side failures of init, minting and claiming.

@@ -25,9 +25,9 @@ pub const IDEVID_CERT_FILE: &str = "idevid.pem";
 /// The manufacturer CA the pledge must hold to verify vouchers.
 pub const ANCHOR_FILE: &str = "manufacturer-ca.pem";
 /// Store setting prefix of minted devices.
-pub const DEVICE_PREFIX: &str = "masa.device.";
+pub(crate) const DEVICE_PREFIX: &str = "masa.device.";
 /// 9999-12-31T23:59:59Z, the "no well-defined expiration" notAfter of RFC 5280 §4.1.2.5.
-pub const IDEVID_NOT_AFTER_UNIX: u64 = 253_402_300_799;
+pub(crate) const IDEVID_NOT_AFTER_UNIX: u64 = 253_402_300_799;
 /// Longest serial number (X520SerialNumber is at most 64 characters).
 const MAX_SERIAL_LEN: usize = 64;
 
@@ -66,7 +66,7 @@ pub struct DeviceRecord {
 
 /// Checks that `serial` is usable as a device serial number and as a directory name:
 /// 1 to 64 characters from `A-Z a-z 0-9 - . _ :`, not starting with a dot.
-pub fn check_serial(serial: &str) -> Result<(), MasaError> {
+pub(crate) fn check_serial(serial: &str) -> Result<(), MasaError> {
     let ok_chars = serial.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'));
     if serial.is_empty() || serial.len() > MAX_SERIAL_LEN || !ok_chars || serial.starts_with('.') {
         return Err(MasaError::Invalid(format!(
@@ -79,7 +79,7 @@ pub fn check_serial(serial: &str) -> Result<(), MasaError> {
 
 /// The serial numbers of a batch: `prefix` followed by 1..=count, zero-padded to at least four
 /// digits (`SN-0001`, `SN-0002`, ...).
-pub fn batch_serials(prefix: &str, count: usize) -> Vec<String> {
+pub(crate) fn batch_serials(prefix: &str, count: usize) -> Vec<String> {
     let width = count.to_string().len().max(4);
     (1..=count).map(|i| format!("{prefix}{i:0width$}")).collect()
 }

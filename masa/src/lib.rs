@@ -20,20 +20,26 @@
 //! * `media`: Content-Type / Accept negotiation;
 //! * `server`: the axum router and the TLS server.
 
-pub mod audit;
-pub mod config;
-pub mod error;
-pub mod idevid;
-pub mod media;
-pub mod ownership;
-pub mod request;
-pub mod server;
-pub mod state;
-pub mod tpm_device;
-pub mod voucher;
+mod audit;
+mod config;
+mod error;
+mod idevid;
+mod media;
+mod ownership;
+mod request;
+mod server;
+mod state;
+mod tpm_device;
+mod voucher;
 
-pub use config::MasaConfig;
+// The one public face: what `brski masa`, the lab and the cross-role suites use.
+pub use config::{MasaConfig, DEFAULT_LISTEN};
 pub use error::MasaError;
-pub use idevid::{write_device, DeviceRecord, MintedDevice};
+pub use idevid::{write_device, DeviceRecord, MintedDevice, ANCHOR_FILE, IDEVID_CERT_FILE, IDEVID_KEY_FILE};
 pub use ownership::{Owner, OwnerRecord};
-pub use state::{InitOptions, Masa};
+pub use server::{bind, router, serve};
+pub use state::{
+    InitOptions, Masa, CA_CERT_FILE, CA_KEY_FILE, CONFIG_FILE, SIGNER_CERT_FILE, SIGNER_KEY_FILE, STORE_FILE,
+    TLS_CERT_FILE, TLS_KEY_FILE,
+};
+pub use tpm_device::{tpm_device_files, write_tpm_device, TpmDevice};

@@ -12,7 +12,7 @@ const FORMATS: [Format; 3] = [Format::Cms, Format::Jws, Format::Cose];
 
 /// The voucher-request format of a request's `Content-Type` (415 otherwise); the COSE alias
 /// [`shared::brski::media::COSE_ALIAS`] is read as COSE.
-pub fn request_format(content_type: Option<&str>) -> Result<Format, MasaError> {
+pub(crate) fn request_format(content_type: Option<&str>) -> Result<Format, MasaError> {
     content_type
         .and_then(format_of)
         .ok_or_else(|| MasaError::UnsupportedMediaType(content_type.unwrap_or("(none)").to_string()))
@@ -21,7 +21,7 @@ pub fn request_format(content_type: Option<&str>) -> Result<Format, MasaError> {
 /// The voucher format to answer with: the first of [`voucher_formats`] (highest quality; ties:
 /// named exactly, then header order, then CMS, JWS, COSE); CMS when there is no `Accept`. 406
 /// when the header accepts no format this MASA issues.
-pub fn voucher_format(accept: Option<&str>) -> Result<Format, MasaError> {
+pub(crate) fn voucher_format(accept: Option<&str>) -> Result<Format, MasaError> {
     let Some(header) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Format::Cms) };
     voucher_formats(header, &FORMATS)
         .first()
@@ -30,7 +30,7 @@ pub fn voucher_format(accept: Option<&str>) -> Result<Format, MasaError> {
 }
 
 /// Whether the client asked for RFC 9457 problem bodies.
-pub fn wants_problem_json(accept: Option<&str>) -> bool {
+pub(crate) fn wants_problem_json(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| names_acceptable(a, MEDIA_PROBLEM))
 }
 

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 /// Store setting prefix of ownership records.
-pub const OWNER_PREFIX: &str = "masa.owner.";
+pub(crate) const OWNER_PREFIX: &str = "masa.owner.";
 
 /// How an owner is recognised.
 // A certificate is large next to a hash, but records are few and short-lived in memory; an

@@ -32,7 +32,7 @@ use x509_cert::Certificate;
 /// What is known about a request while it is checked: for the log and the audit record of a
 /// refusal.
 #[derive(Debug, Clone, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The serial-number the request names (claimed until `serial_verified`).
     pub serial: Option<String>,
     /// Whether `serial` comes from a request whose signature verified.
@@ -43,7 +43,7 @@ pub struct Seen {
 
 /// A registrar voucher-request whose signature, signer EKU and basic fields checked out.
 #[derive(Debug, Clone)]
-pub struct VerifiedRvr {
+pub(crate) struct VerifiedRvr {
     /// The request; its signer chain runs from the registrar certificate to the top of the
     /// chain it carried.
     pub request: Verified<Voucher>,
@@ -56,20 +56,20 @@ pub struct VerifiedRvr {
 
 impl VerifiedRvr {
     /// The registrar's (signer's) certificate.
-    pub fn registrar(&self) -> &Certificate {
+    pub(crate) fn registrar(&self) -> &Certificate {
         &self.registrar
     }
 
     /// The farthest certificate of the signer chain (the domain CA, or the registrar's own
     /// certificate when that is all it carried).
-    pub fn top(&self) -> &Certificate {
+    pub(crate) fn top(&self) -> &Certificate {
         self.request.signer_chain().last().unwrap_or_else(|| self.registrar())
     }
 }
 
 /// How the requesting domain is authorised for the serial.
 #[derive(Debug, Clone)]
-pub enum Authorization {
+pub(crate) enum Authorization {
     /// The RVR signer chain leads to the current owner record; pin this certificate.
     Owner {
         /// The certificate to pin: the owner's domain CA (or the certificate with its key).
@@ -81,7 +81,7 @@ pub enum Authorization {
 
 /// Everything the checks established: what the voucher is built from.
 #[derive(Debug, Clone)]
-pub struct Approved {
+pub(crate) struct Approved {
     /// The device serial number.
     pub serial: String,
     /// The voucher's assertion.
@@ -100,7 +100,7 @@ pub struct Approved {
 
 /// Runs every check of a voucher request (RFC 8995 §5.5) and returns what to put in the
 /// voucher. `peer` is the TLS client certificate chain, leaf first (may be empty).
-pub async fn check_voucher_request(
+pub(crate) async fn check_voucher_request(
     masa: &Masa,
     body: &[u8],
     format: Format,
@@ -142,7 +142,7 @@ pub async fn check_voucher_request(
 }
 
 /// 404 unless `serial` is a device this MASA minted.
-pub async fn require_device(masa: &Masa, serial: &str) -> Result<(), MasaError> {
+pub(crate) async fn require_device(masa: &Masa, serial: &str) -> Result<(), MasaError> {
     match masa.device(serial).await? {
         Some(_) => Ok(()),
         None => Err(MasaError::UnknownDevice(serial.to_string())),
@@ -150,7 +150,7 @@ pub async fn require_device(masa: &Masa, serial: &str) -> Result<(), MasaError> 
 }
 
 /// Steps 1–3: parse, verify with the carried chain, id-kp-cmcRA, request fields.
-pub fn verify_rvr(
+pub(crate) fn verify_rvr(
     body: &[u8],
     format: Format,
     at: OffsetDateTime,
@@ -218,7 +218,7 @@ fn check_fields(v: &Voucher) -> Result<String, MasaError> {
 }
 
 /// Step 4: the prior-signed-voucher-request. Returns the pledge's IDevID.
-pub fn check_pvr(
+pub(crate) fn check_pvr(
     rvr: &VerifiedRvr,
     pvr_bytes: &[u8],
     manufacturer: &Certificate,
@@ -322,7 +322,7 @@ fn check_proximity(pvr: &Voucher, chain: &[Certificate]) -> Result<(), MasaError
 /// Step 6: ownership. A current record must match the RVR signer chain; without one the
 /// request is authorised only by the allow-any-owner policy (403 otherwise: fixable by the
 /// manufacturer recording the owner, RFC 8995 §5.6).
-pub fn authorize(
+pub(crate) fn authorize(
     rvr: &VerifiedRvr,
     record: Option<&OwnerRecord>,
     allow_any_owner: bool,

@@ -60,7 +60,7 @@ fn ready_check(masa: Arc<Masa>) -> est::http::ReadyCheck {
 
 /// The rustls server configuration with the MASA's TLS certificate (TLS 1.3 and 1.2, client
 /// certificates requested but optional).
-pub fn tls_config(masa: &Masa) -> Result<Arc<rustls::ServerConfig>, MasaError> {
+pub(crate) fn tls_config(masa: &Masa) -> Result<Arc<rustls::ServerConfig>, MasaError> {
     let chain = masa
         .tls_chain()
         .iter()

@@ -20,11 +20,11 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 /// The IDevID key reference (a `tpm:` URI) of a TPM device.
-pub const IDEVID_KEY_URI_FILE: &str = "idevid.key-uri";
+pub(crate) const IDEVID_KEY_URI_FILE: &str = "idevid.key-uri";
 /// The attestation key reference of a TPM device.
-pub const IAK_KEY_URI_FILE: &str = "iak.key-uri";
+pub(crate) const IAK_KEY_URI_FILE: &str = "iak.key-uri";
 /// The attestation key's certificate.
-pub const IAK_CERT_FILE: &str = "iak.pem";
+pub(crate) const IAK_CERT_FILE: &str = "iak.pem";
 
 /// A device minted into its TPM.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 /// The voucher for an approved request: created-on, assertion, serial-number, nonce (copied),
 /// idevid-issuer, pinned-domain-cert, domain-cert-revocation-checks false, and expires-on for a
 /// nonceless voucher. prior-signed-voucher-request is not copied (RFC 8995 §5.5).
-pub fn build_voucher(a: &Approved, now: OffsetDateTime) -> Result<Voucher, MasaError> {
+pub(crate) fn build_voucher(a: &Approved, now: OffsetDateTime) -> Result<Voucher, MasaError> {
     let mut v = Voucher::new(Kind::Voucher);
     v.created_on = Some(now.replace_nanosecond(0).unwrap_or(now));
     v.assertion = Some(a.assertion);
@@ -30,7 +30,12 @@ pub fn build_voucher(a: &Approved, now: OffsetDateTime) -> Result<Voucher, MasaE
 
 /// Signs the voucher for `a` in `format` with the voucher-signing key (its chain carried),
 /// records it and its audit event together, and returns the signed bytes.
-pub async fn issue(masa: &Masa, a: &Approved, format: Format, actor: &str) -> Result<Vec<u8>, MasaError> {
+pub(crate) async fn issue(
+    masa: &Masa,
+    a: &Approved,
+    format: Format,
+    actor: &str,
+) -> Result<Vec<u8>, MasaError> {
     let now = OffsetDateTime::now_utc();
     let voucher = build_voucher(a, now)?;
     let signed = sign_voucher(&voucher, format, masa.voucher_signer(), masa.voucher_chain())

@@ -4,11 +4,11 @@
 use super::input::read_certs;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
-use masa::state::{
+use masa::{InitOptions, Masa, Owner};
+use masa::{
     CA_CERT_FILE, CA_KEY_FILE, CONFIG_FILE, SIGNER_CERT_FILE, SIGNER_KEY_FILE, STORE_FILE, TLS_CERT_FILE,
     TLS_KEY_FILE,
 };
-use masa::{InitOptions, Masa, Owner};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub(super) struct InitArgs {
     #[arg(long)]
     url: String,
     /// Address to listen on (config key `listen`).
-    #[arg(long, default_value = masa::config::DEFAULT_LISTEN)]
+    #[arg(long, default_value = masa::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Manufacturer name: O= of the manufacturer CA and the IDevIDs.
     #[arg(long, default_value = "brski reference manufacturer")]
@@ -216,7 +216,7 @@ async fn mint_into_tpm(m: &Masa, serial: &str, tcti: &str, out: &Path) -> anyhow
     )?;
     writeln!(stdout, "  IDevID key: {}", d.idevid_key)?;
     writeln!(stdout, "  IAK:        {}", d.iak_key)?;
-    for p in masa::tpm_device::tpm_device_files(out) {
+    for p in masa::tpm_device_files(out) {
         writeln!(stdout, "  {}", p.display())?;
     }
     Ok(())
@@ -228,7 +228,7 @@ async fn mint_into_tpm(_m: &Masa, _serial: &str, _tcti: &str, _out: &Path) -> an
 }
 
 fn print_device_files(out: &mut impl Write, dir: &Path) -> std::io::Result<()> {
-    for name in [masa::idevid::IDEVID_KEY_FILE, masa::idevid::IDEVID_CERT_FILE, masa::idevid::ANCHOR_FILE] {
+    for name in [masa::IDEVID_KEY_FILE, masa::IDEVID_CERT_FILE, masa::ANCHOR_FILE] {
         writeln!(out, "  {}", dir.join(name).display())?;
     }
     Ok(())
@@ -261,15 +261,15 @@ async fn claim(a: ClaimArgs) -> anyhow::Result<()> {
 fn state_dir(a: &ServeArgs) -> anyhow::Result<PathBuf> {
     match (&a.state, &a.config) {
         (Some(s), _) => Ok(s.clone()),
-        (None, Some(c)) if c.file_name().is_some_and(|n| n == masa::state::CONFIG_FILE) => {
+        (None, Some(c)) if c.file_name().is_some_and(|n| n == masa::CONFIG_FILE) => {
             Ok(c.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")))
         }
         (None, Some(c)) => anyhow::bail!(
             "{}: the MASA reads its configuration as {} in its state directory",
             c.display(),
-            masa::state::CONFIG_FILE
+            masa::CONFIG_FILE
         ),
-        (None, None) => anyhow::bail!("give --state DIR or --config DIR/{}", masa::state::CONFIG_FILE),
+        (None, None) => anyhow::bail!("give --state DIR or --config DIR/{}", masa::CONFIG_FILE),
     }
 }
 
@@ -283,7 +283,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.allow_any_owner |= a.allow_any_owner;
     cfg.nonceless |= a.nonceless;
     let m = Arc::new(m);
-    let listener = masa::server::bind(&m).await?;
+    let listener = masa::bind(&m).await?;
     let addr = listener.local_addr()?;
     let c = m.config();
     let mut out = std::io::stdout().lock();
@@ -297,6 +297,6 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     drop(out);
-    masa::server::serve(m, listener).await?;
+    masa::serve(m, listener).await?;
     Ok(())
 }

@@ -96,9 +96,9 @@ pub(crate) async fn start(configure: impl FnOnce(&mut MasaConfig)) -> Lab {
     let owner = Domain::new("Owner Campus", true);
     masa.claim(SERIAL, Owner::DomainCa(owner.ca_cert()), None).await.unwrap();
     let masa = Arc::new(masa);
-    let listener = masa::server::bind(&masa).await.unwrap();
+    let listener = masa::bind(&masa).await.unwrap();
     let url = format!("https://127.0.0.1:{}/.well-known/brski", listener.local_addr().unwrap().port());
-    let task = tokio::spawn(masa::server::serve(masa.clone(), listener));
+    let task = tokio::spawn(masa::serve(masa.clone(), listener));
     Lab { dir, masa, url, device, owner, task }
 }
 

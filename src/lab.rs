@@ -6,9 +6,9 @@
 use masa::Masa;
 use masa::Owner;
 use pledge::{Idevid, PledgeConfig};
-use registrar::config::{Approval, AuditLogPolicy, CONFIG_FILE};
-use registrar::init::{init, open, InitOptions};
 use registrar::Registrar;
+use registrar::{init, open, InitOptions};
+use registrar::{Approval, AuditLogPolicy, CONFIG_FILE};
 use shared::conf::toml_string;
 use shared::signed::Format;
 use std::net::SocketAddr;

@@ -245,26 +245,17 @@ async fn model_none_and_model_1_issue_renew_and_revoke() {
 
     // Revoking the grant stops renewals.
     let store = lab.registrar.store().clone();
-    let n = registrar::agent::grants::revoke(
-        store.as_ref(),
-        &registrar::agent::grants::RevokeTarget::Grant(id.clone()),
-        "test",
-        unix_now(),
-    )
-    .await
-    .unwrap();
+    let n =
+        registrar::revoke(store.as_ref(), &registrar::RevokeTarget::Grant(id.clone()), "test", unix_now())
+            .await
+            .unwrap();
     assert_eq!(n, 1);
     let r = p.request(&a, spec(&id, Model::AgentMediated), None).await;
     refused(&r, 403, "revoked");
     // Revoking the agent stops everything for it, even without an owner.
-    registrar::agent::grants::revoke(
-        store.as_ref(),
-        &registrar::agent::grants::RevokeTarget::Agent(id.clone()),
-        "test",
-        unix_now(),
-    )
-    .await
-    .unwrap();
+    registrar::revoke(store.as_ref(), &registrar::RevokeTarget::Agent(id.clone()), "test", unix_now())
+        .await
+        .unwrap();
     let r = p.request(&a, spec(&id, Model::None), None).await;
     refused(&r, 403, "revoked");
     let audit = audit_actions(&lab, &id).await;

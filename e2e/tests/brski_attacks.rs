@@ -12,7 +12,7 @@ use est::tls::{client_config, ServerTrust};
 use pledge::imprint::ImprintError;
 use pledge::request::{fresh_nonce, pledge_request};
 use pledge::{bootstrap, BootstrapError, Idevid, PledgeConfig};
-use registrar::config::Approval;
+use registrar::Approval;
 use shared::brski::PATH_REQUEST_VOUCHER;
 use shared::keys::{load_key_file, Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, CertificateAuthority};
@@ -320,7 +320,7 @@ async fn pending_pledge_cannot_use_est_before_approval_and_enrolls_after() {
     let store = lab.registrar.store().clone();
     let approver = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        registrar::pledges::decide(store.as_ref(), "pending-1", true, "test-operator").await.unwrap();
+        registrar::decide_pledge(store.as_ref(), "pending-1", true, "test-operator").await.unwrap();
     });
     let outcome = bootstrap(&cfg, &id).await.expect("bootstraps after approval");
     approver.await.unwrap();

@@ -4,7 +4,7 @@
 
 use brski::lab::{Lab, LabOptions};
 use pledge::bootstrap;
-use registrar::pledges::{self, PledgeState};
+use registrar::{list_pledges, PledgeState};
 use shared::signed::Format;
 use std::path::Path;
 
@@ -32,7 +32,7 @@ async fn twenty_in_parallel(format: Format) {
             openssl_verify(&domain_ca, &s.join("ldevid.pem"));
         }
     }
-    let records = pledges::list(lab.registrar.store().as_ref()).await.unwrap();
+    let records = list_pledges(lab.registrar.store().as_ref()).await.unwrap();
     assert_eq!(records.len(), PLEDGES);
     if format == Format::Cms && testkit::peer("openssl") {
         openssl_verifies_registrar_request(&domain_ca, records[0].last_rvr.as_deref().expect("RVR kept"));
@@ -115,6 +115,6 @@ async fn a_lab_directory_is_reused_on_new_ports() {
     );
     let (cfg, id) = second.pledge("reuse-2", Format::Cms).await.unwrap();
     bootstrap(&cfg, &id).await.expect("bootstrap in the second run");
-    let records = pledges::list(second.registrar.store().as_ref()).await.unwrap();
+    let records = list_pledges(second.registrar.store().as_ref()).await.unwrap();
     assert_eq!(records.len(), 2, "records of both runs");
 }

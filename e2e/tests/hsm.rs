@@ -5,7 +5,7 @@
 
 use brski::lab::{Lab, LabOptions};
 use pledge::bootstrap;
-use registrar::pledges::{self, PledgeState};
+use registrar::{list_pledges, PledgeState};
 use shared::keys::Algorithm;
 use shared::signed::Format;
 use std::path::Path;
@@ -96,7 +96,7 @@ async fn masa_voucher_key_and_domain_ca_key_in_softhsm() {
     // Reopened from its configuration (Masa::load, registrar open), the lab signs again.
     let lab = Lab::start(dir.path(), options).await.expect("lab reopens");
     bootstrap_each_format(&lab, "again").await;
-    let records = pledges::list(lab.registrar.store().as_ref()).await.unwrap();
+    let records = list_pledges(lab.registrar.store().as_ref()).await.unwrap();
     assert_eq!(records.len(), 6);
     for r in records {
         assert_eq!(r.state(), PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);

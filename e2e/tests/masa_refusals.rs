@@ -6,7 +6,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{nonce, pvr_signed, rvr, rvr_signed, start, Domain, Lab, RvrSpec, SERIAL};
-use registrar::masa::MasaReply;
+use registrar::MasaReply;
 use shared::keys::{Algorithm, SoftwareKey};
 use shared::pki::{self, create_ca, CertificateAuthority, Profile};
 use shared::signed::Format;

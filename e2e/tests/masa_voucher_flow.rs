@@ -172,7 +172,7 @@ async fn audit_log_lists_vouchers_for_the_domain_and_nobody_else() {
         .await
         .unwrap_err();
     match err {
-        registrar::masa::MasaClientError::Refused { status, reason } => {
+        registrar::MasaClientError::Refused { status, reason } => {
             assert_eq!(status, StatusCode::NOT_FOUND);
             assert!(reason.contains("has no audit log for this domain"), "{reason}");
         }
@@ -183,7 +183,7 @@ async fn audit_log_lists_vouchers_for_the_domain_and_nobody_else() {
     let spec = RvrSpec { serial: "NOBODY".into(), nonce: None, idevid_issuer: None, pvr: None };
     let err = client.request_audit_log(&rvr(&lab.owner, &spec, Format::Cms), Format::Cms).await.unwrap_err();
     assert!(
-        matches!(err, registrar::masa::MasaClientError::Refused { status: StatusCode::NOT_FOUND, .. }),
+        matches!(err, registrar::MasaClientError::Refused { status: StatusCode::NOT_FOUND, .. }),
         "{err}"
     );
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use brski::lab::{Lab, LabOptions};
 use pledge::bootstrap;
-use registrar::pledges::{self, PledgeState};
+use registrar::{list_pledges, PledgeState};
 use shared::signed::Format;
 
 const PLEDGES: usize = 24;
@@ -57,7 +57,7 @@ async fn two_registrars_on_one_database_enroll_concurrently() {
     let all = store.list_certificates(10_000, 0).await.expect("list");
     let stored: HashSet<&str> = all.iter().map(|c| c.serial_hex.as_str()).collect();
     assert_eq!(stored.len(), all.len(), "a serial is stored twice");
-    let records = pledges::list(store.as_ref()).await.expect("pledge records");
+    let records = list_pledges(store.as_ref()).await.expect("pledge records");
     assert_eq!(records.len(), PLEDGES);
     for r in &records {
         assert_eq!(r.state(), PledgeState::Enrolled, "{}: {:?}", r.serial, r.reason);
@@ -76,12 +76,12 @@ async fn two_registrars_on_one_database_enroll_concurrently() {
     }
 
     // Each registrar sees the other's enrollments through the shared store.
-    assert_eq!(pledges::list(replica.store().as_ref()).await.expect("replica view").len(), PLEDGES);
-    assert_eq!(pledges::list(lab.registrar.store().as_ref()).await.expect("first view").len(), PLEDGES);
+    assert_eq!(list_pledges(replica.store().as_ref()).await.expect("replica view").len(), PLEDGES);
+    assert_eq!(list_pledges(lab.registrar.store().as_ref()).await.expect("first view").len(), PLEDGES);
 
     // `registrar list|approve|deny` open the store the `store` key of registrar.toml names.
-    let config = dir.path().join("registrar").join(registrar::config::CONFIG_FILE);
+    let config = dir.path().join("registrar").join(registrar::CONFIG_FILE);
     assert!(std::fs::read_to_string(&config).unwrap().contains("store = \"postgres"));
-    let cli_store = registrar::init::open_store(&config).await.expect("open_store");
-    assert_eq!(pledges::list(cli_store.as_ref()).await.expect("CLI view").len(), PLEDGES);
+    let cli_store = registrar::open_store(&config).await.expect("open_store");
+    assert_eq!(list_pledges(cli_store.as_ref()).await.expect("CLI view").len(), PLEDGES);
 }

@@ -7,7 +7,7 @@ use shared::brski::AuditLog;
 
 /// The verdict on an audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Acceptable; the text says what was seen.
     Ok(String),
     /// A violation: EST must be refused (under the enforce policy).
@@ -16,7 +16,7 @@ pub enum Verdict {
 
 /// Judges `log` for a domain known by any of `own_domain_ids`, whose voucher carried `nonce`
 /// (its JSON text form).
-pub fn judge(log: &AuditLog, own_domain_ids: &[String], nonce: Option<&str>) -> Verdict {
+pub(crate) fn judge(log: &AuditLog, own_domain_ids: &[String], nonce: Option<&str>) -> Verdict {
     let ours = |id: &str| own_domain_ids.iter().any(|o| o == id);
     let ours_logged =
         log.events.iter().any(|e| ours(&e.domain_id) && (nonce.is_none() || e.nonce.as_deref() == nonce));

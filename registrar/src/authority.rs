@@ -14,19 +14,19 @@ use std::sync::Arc;
 use x509_cert::Certificate;
 
 /// The domain CA, gated on the pledge's voucher.
-pub struct RegistrarAuthority {
+pub(crate) struct RegistrarAuthority {
     inner: LocalCa,
     store: Arc<dyn Store>,
 }
 
 impl RegistrarAuthority {
     /// The domain CA.
-    pub fn ca(&self) -> &shared::pki::CertificateAuthority {
+    pub(crate) fn ca(&self) -> &shared::pki::CertificateAuthority {
         self.inner.ca()
     }
 
     /// Gates `inner` with the pledge records in `store`.
-    pub fn new(inner: LocalCa, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(inner: LocalCa, store: Arc<dyn Store>) -> Self {
         RegistrarAuthority { inner, store }
     }
 

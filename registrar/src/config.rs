@@ -13,7 +13,7 @@ use x509_cert::Certificate;
 /// The file name `brski registrar init` writes and `serve --state DIR` reads.
 pub const CONFIG_FILE: &str = "registrar.toml";
 /// The default SQLite store file in the state directory.
-pub const STORE_FILE: &str = "registrar.db";
+pub(crate) const STORE_FILE: &str = "registrar.db";
 
 /// How pledges are approved.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -44,7 +44,7 @@ pub enum AuditLogPolicy {
 /// One `[[manufacturer]]` table of the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ManufacturerFile {
+pub(crate) struct ManufacturerFile {
     /// A name for logs and `list`.
     pub name: String,
     /// PEM file with the manufacturer's IDevID trust anchors.
@@ -60,7 +60,7 @@ pub struct ManufacturerFile {
 /// The TOML file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegistrarFile {
+pub(crate) struct RegistrarFile {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// State directory (database); default: the config file's directory.
@@ -189,7 +189,7 @@ pub struct MdnsConfig {
 /// A configuration that cannot be used, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {key}: {reason}")]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     /// The file.
     pub file: String,
     /// The key (or "syntax").
@@ -200,13 +200,13 @@ pub struct ConfigError {
 
 impl RegistrarFile {
     /// Reads and parses `path`; unknown keys are errors naming the key and the file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| err(path, "file", e))?;
         toml::from_str(&text).map_err(|e| err(path, "syntax", e.message().to_string()))
     }
 
     /// Resolves a path of the file against the file's directory.
-    pub fn resolve(path: &Path, p: &Path) -> PathBuf {
+    pub(crate) fn resolve(path: &Path, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -216,12 +216,12 @@ impl RegistrarFile {
 
     /// Resolves a key URI of the file (a relative `file:` path) against the file's directory,
     /// by the one rule of [`shared::conf::resolve_key_uri`].
-    pub fn resolve_key(path: &Path, uri: &str) -> String {
+    pub(crate) fn resolve_key(path: &Path, uri: &str) -> String {
         shared::conf::resolve_key_uri(path.parent().unwrap_or(Path::new(".")), uri)
     }
 
     /// The state directory: `state`, resolved, or the config file's directory.
-    pub fn state_dir(&self, path: &Path) -> PathBuf {
+    pub(crate) fn state_dir(&self, path: &Path) -> PathBuf {
         match &self.state {
             Some(s) => Self::resolve(path, s),
             None => path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -230,7 +230,7 @@ impl RegistrarFile {
 
     /// Where the store is: the `store` URL as written, a `store` file path resolved against
     /// the config file's directory, or `registrar.db` in `state`.
-    pub fn store_location(&self, path: &Path, state: &Path) -> String {
+    pub(crate) fn store_location(&self, path: &Path, state: &Path) -> String {
         match self.store.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(url) if store::is_postgres_url(url) => url.to_string(),
             Some(file) => Self::resolve(path, Path::new(file)).display().to_string(),
@@ -239,7 +239,7 @@ impl RegistrarFile {
     }
 
     /// Loads every certificate the file names into a [`RegistrarConfig`].
-    pub fn into_config(self, path: &Path) -> Result<RegistrarConfig, ConfigError> {
+    pub(crate) fn into_config(self, path: &Path) -> Result<RegistrarConfig, ConfigError> {
         let state = self.state_dir(path);
         let store = self.store_location(path, &state);
         let mut manufacturers = Vec::new();
@@ -286,7 +286,7 @@ impl RegistrarFile {
 }
 
 /// Reads a PEM file of certificates; errors name the config file and key.
-pub fn read_certs(config: &Path, file: &Path, key: &str) -> Result<Vec<Certificate>, ConfigError> {
+pub(crate) fn read_certs(config: &Path, file: &Path, key: &str) -> Result<Vec<Certificate>, ConfigError> {
     let bytes = std::fs::read(file).map_err(|e| err(config, key, format!("{}: {e}", file.display())))?;
     let certs =
         pki::certs_from_pem(&bytes).map_err(|e| err(config, key, format!("{}: {e}", file.display())))?;

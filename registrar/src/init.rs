@@ -157,7 +157,7 @@ fn agent_policy_line(o: &InitOptions) -> Result<String, InitError> {
 }
 
 /// The commented agent policy `init` writes.
-pub fn agent_policy_template(trust_domain: &str) -> String {
+pub(crate) fn agent_policy_template(trust_domain: &str) -> String {
     format!(
         "# brski agent issuance policy (written by `brski registrar init`). Relative paths are relative\n\
          # to this file. Agent ids look like wimse://{trust_domain}/agent/<name>.\n\n\
@@ -191,7 +191,7 @@ pub fn agent_policy_template(trust_domain: &str) -> String {
 
 /// Issues the registrar certificate: cmcRA (RFC 8995 §5.5.4) + serverAuth + clientAuth (it is
 /// also the MASA client certificate), SANs for `names`.
-pub fn issue_registrar_cert(
+pub(crate) fn issue_registrar_cert(
     ca: &CertificateAuthority,
     key: &dyn Signer,
     names: &[String],

@@ -10,7 +10,7 @@
 //! from the domain CA; `enrollstatus` closes the flow. Every request is stored with its outcome.
 //!
 //! Floor 3, a role beside the MASA, pledge, owner and agent: it imports only `shared`, `est` and
-//! `store`, never another role. Its side of the MASA exchange is its own ([`masa`]); the
+//! `store`, never another role. Its side of the MASA exchange is its own ([`MasaLink`], [`MasaClient`]); the
 //! in-process lab that runs it beside a MASA is the `brski` package's. A pledge record's state
 //! changes only through [`PledgeRecord`]'s transitions, which refuse illegal steps.
 //!
@@ -21,27 +21,35 @@
 //! * `pvr`: checking a pledge voucher-request; `rvr`: building the registrar voucher-request;
 //! * `audit`: fetching and judging the MASA audit log;
 //! * `authority`: the EST authority that only enrolls pledges holding a voucher;
-//! * `masa`: the link to the MASAs ([`masa::MasaLink`]: kept clients, TLS identity);
+//! * `masa`: the link to the MASAs ([`MasaLink`]: kept clients, TLS identity);
 //! * `state`: what every handler shares ([`Registrar`]);
 //! * `error`: every refusal and its one mapping to a problem; `server`: the routes and the accept loop;
 //! * `announce`: the DNS-SD/mDNS announcement `brski registrar serve` makes (`_brski-registrar._tcp`).
 
-pub mod agent;
-pub mod announce;
-pub mod audit;
-pub mod authority;
-pub mod config;
-pub mod error;
+mod agent;
+mod announce;
+mod audit;
+mod authority;
+mod config;
+mod error;
 mod handlers;
-pub mod init;
-pub mod masa;
-pub mod pledges;
-pub mod pvr;
-pub mod rvr;
-pub mod server;
+mod init;
+mod masa;
+mod pledges;
+mod pvr;
+mod rvr;
+mod server;
 mod state;
 
-pub use config::{Approval, AuditLogPolicy, Manufacturer, MdnsConfig, RegistrarConfig};
+// The one public face: what `brski registrar`, the lab and the cross-role suites use.
+pub use agent::grants::{all as all_grants, revoke, Grant, RevokeTarget};
+pub use agent::{AgentPolicy, AgentService, PolicyError};
+pub use announce::{
+    plan as announcement_plan, system_hostname, AnnounceError, Announcement, Plan, SERVICE_TYPE,
+};
+pub use config::{Approval, AuditLogPolicy, Manufacturer, MdnsConfig, RegistrarConfig, CONFIG_FILE};
 pub use error::RegistrarError;
-pub use pledges::{PledgeRecord, PledgeState};
+pub use init::{init, open, open_store, InitError, InitOptions};
+pub use masa::{MasaClient, MasaClientError, MasaLink, MasaReply};
+pub use pledges::{decide as decide_pledge, list as list_pledges, IllegalStep, PledgeRecord, PledgeState};
 pub use state::Registrar;

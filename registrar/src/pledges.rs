@@ -199,12 +199,12 @@ fn now_text() -> String {
 }
 
 /// The record of `serial`, if any.
-pub async fn get(store: &dyn Store, serial: &str) -> Result<Option<PledgeRecord>, StoreError> {
+pub(crate) async fn get(store: &dyn Store, serial: &str) -> Result<Option<PledgeRecord>, StoreError> {
     store.get_setting_json(&format!("{PREFIX}{serial}")).await
 }
 
 /// Writes `record` (stamping `updated`).
-pub async fn put(store: &dyn Store, record: &mut PledgeRecord) -> Result<(), StoreError> {
+pub(crate) async fn put(store: &dyn Store, record: &mut PledgeRecord) -> Result<(), StoreError> {
     record.updated = now_text();
     store.put_setting_json(&format!("{PREFIX}{}", record.serial), record).await
 }
@@ -223,7 +223,7 @@ pub async fn list(store: &dyn Store) -> Result<Vec<PledgeRecord>, StoreError> {
 /// Writes `record` (stamping `updated`) together with the rest of `batch` (its audit events,
 /// a voucher) in one transaction: the record never changes without its audit trail, and the
 /// change costs one commit.
-pub async fn put_with(
+pub(crate) async fn put_with(
     store: &dyn Store,
     record: &mut PledgeRecord,
     batch: WriteBatch,
@@ -234,7 +234,7 @@ pub async fn put_with(
 }
 
 /// The audit event `action` by `actor` about pledge `serial`.
-pub fn event(actor: &str, action: &str, serial: &str, detail: serde_json::Value) -> AuditEvent {
+pub(crate) fn event(actor: &str, action: &str, serial: &str, detail: serde_json::Value) -> AuditEvent {
     AuditEvent {
         actor: actor.to_string(),
         action: action.to_string(),
@@ -245,7 +245,13 @@ pub fn event(actor: &str, action: &str, serial: &str, detail: serde_json::Value)
 }
 
 /// Appends an audit event about pledge `serial`.
-pub async fn audit(store: &dyn Store, actor: &str, action: &str, serial: &str, detail: serde_json::Value) {
+pub(crate) async fn audit(
+    store: &dyn Store,
+    actor: &str,
+    action: &str,
+    serial: &str,
+    detail: serde_json::Value,
+) {
     if let Err(e) = store.append_audit(&event(actor, action, serial, detail)).await {
         tracing::error!(%serial, action, error = %e, "cannot append to the audit log");
     }

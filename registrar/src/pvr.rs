@@ -14,7 +14,7 @@ use x509_cert::Certificate;
 
 /// A pledge voucher-request that passed every check.
 #[derive(Debug)]
-pub struct CheckedPvr {
+pub(crate) struct CheckedPvr {
     /// The pledge's serial number (from the IDevID, equal to the request's).
     pub serial: String,
     /// The IDevID (TLS client certificate).
@@ -27,13 +27,11 @@ pub struct CheckedPvr {
     pub nonce: Nonce,
     /// The signed request exactly as received.
     pub bytes: Vec<u8>,
-    /// The verified request.
-    pub request: Verified<Voucher>,
 }
 
 /// What the checks need besides the request.
 #[derive(Debug)]
-pub struct PvrContext<'a> {
+pub(crate) struct PvrContext<'a> {
     /// The TLS client chain as sent (leaf first).
     pub client_chain: &'a [Certificate],
     /// This registrar's TLS certificate.
@@ -45,7 +43,11 @@ pub struct PvrContext<'a> {
 }
 
 /// Runs every check on a pledge voucher-request received with `content_type`.
-pub fn check_pvr(body: &[u8], content_type: &str, cx: &PvrContext<'_>) -> Result<CheckedPvr, RegistrarError> {
+pub(crate) fn check_pvr(
+    body: &[u8],
+    content_type: &str,
+    cx: &PvrContext<'_>,
+) -> Result<CheckedPvr, RegistrarError> {
     let format = shared::brski::media::format_of(content_type)
         .ok_or_else(|| RegistrarError::UnsupportedMediaType(content_type.to_string()))?;
     let (idevid, rest) = cx.client_chain.split_first().ok_or(RegistrarError::NoClientCert)?;
@@ -75,7 +77,6 @@ pub fn check_pvr(body: &[u8], content_type: &str, cx: &PvrContext<'_>) -> Result
         format,
         nonce,
         bytes: signed.bytes().to_vec(),
-        request,
     })
 }
 

@@ -14,7 +14,7 @@ use x509_cert::Certificate;
 /// serial-number and idevid-issuer taken from the IDevID (never copied from the request), the
 /// pledge's signed request as prior-signed-voucher-request, assertion proximity, and no
 /// proximity-registrar-cert.
-pub fn registrar_request(pvr: &CheckedPvr) -> Voucher {
+pub(crate) fn registrar_request(pvr: &CheckedPvr) -> Voucher {
     let mut v = Voucher::new(Kind::Request);
     v.created_on = Some(OffsetDateTime::now_utc());
     v.nonce = Some(pvr.nonce.clone());
@@ -26,7 +26,7 @@ pub fn registrar_request(pvr: &CheckedPvr) -> Voucher {
 }
 
 /// Signs the registrar voucher-request in the pledge's format.
-pub fn sign_registrar_request(
+pub(crate) fn sign_registrar_request(
     pvr: &CheckedPvr,
     signer: &dyn Signer,
     chain: &[Certificate],

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use masa::{InitOptions, Masa, MasaConfig, MintedDevice, Owner};
-use registrar::masa::MasaClient;
+use registrar::MasaClient;
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, create_ca, CertificateAuthority, Profile, San};
 use shared::signed::{Format, Trust};

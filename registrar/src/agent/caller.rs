@@ -15,17 +15,17 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 /// b64url SHA-256 of a certificate's DER.
-pub fn cert_hash(cert: &Certificate) -> String {
+pub(crate) fn cert_hash(cert: &Certificate) -> String {
     b64::encode_url(&sha256(&pki::cert_to_der(cert).unwrap_or_default()))
 }
 
 /// The parsed client chain of a connection (the one rule of every server: whole or refused).
-pub fn client_chain(conn: &ConnectionInfo) -> Result<Vec<Certificate>, Refusal> {
+pub(crate) fn client_chain(conn: &ConnectionInfo) -> Result<Vec<Certificate>, Refusal> {
     conn.peer_chain().map_err(|e| Refusal::unauthorized(e.to_string()))
 }
 
 /// Checks that `cert` (with intermediates) is a live LDevID of this domain.
-pub async fn proxy_facts(reg: &Registrar, chain: &[Certificate]) -> Result<ProxyFacts, Refusal> {
+pub(crate) async fn proxy_facts(reg: &Registrar, chain: &[Certificate]) -> Result<ProxyFacts, Refusal> {
     let facts = verified_proxy(reg, chain)?;
     check_not_revoked(reg, &facts.cert).await?;
     Ok(facts)
@@ -58,7 +58,11 @@ async fn check_not_revoked(reg: &Registrar, leaf: &Certificate) -> Result<(), Re
 
 /// Identifies the caller of a connection (from [`CallerCache`] when this certificate was seen
 /// before); a proxy's LDevID is checked against the revocations on every call.
-pub async fn identify(reg: &Registrar, svc: &AgentService, conn: &ConnectionInfo) -> Result<Caller, Refusal> {
+pub(crate) async fn identify(
+    reg: &Registrar,
+    svc: &AgentService,
+    conn: &ConnectionInfo,
+) -> Result<Caller, Refusal> {
     let raw = conn
         .peer_certs
         .first()

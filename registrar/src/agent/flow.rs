@@ -27,7 +27,7 @@ use shared::Verified;
 
 /// What to do after the checks.
 #[derive(Debug)]
-pub enum Next {
+pub(crate) enum Next {
     /// Everything checked: issue.
     Issue(Box<Approved>),
     /// Model 3 without an answer yet: challenge the owner.
@@ -35,7 +35,7 @@ pub enum Next {
 }
 
 /// Runs every check before issuance.
-pub async fn check_request(
+pub(crate) async fn check_request(
     reg: &Registrar,
     svc: &AgentService,
     caller: &Caller,
@@ -243,7 +243,7 @@ fn check_csr_san(acr: &Acr, id: &AgentId) -> Result<(), Refusal> {
 
 /// Checks an OA for the request (models 1 and 2 with `OaBinding::Acr`, model 3 with the
 /// challenge binding) and the owner's policy.
-pub async fn check_oa(
+pub(crate) async fn check_oa(
     reg: &Registrar,
     svc: &AgentService,
     caller: &Caller,
@@ -378,7 +378,7 @@ async fn renewal_grant(
 }
 
 /// Applies the owner's constraints to the lifetime and formats, and records the binding.
-pub fn apply(ap: &mut Approved, bound: OwnerBound) -> Result<(), Refusal> {
+pub(crate) fn apply(ap: &mut Approved, bound: OwnerBound) -> Result<(), Refusal> {
     if let Some(c) = &bound.constraints {
         if let Some(max) = c.max_ttl {
             ap.ttl = ap.ttl.min(max);

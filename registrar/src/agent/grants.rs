@@ -47,17 +47,17 @@ pub struct Grant {
 }
 
 /// The store key of the grant for (agent id, key thumbprint).
-pub fn grant_key(agent_id: &str, jkt: &str) -> String {
+pub(crate) fn grant_key(agent_id: &str, jkt: &str) -> String {
     format!("{GRANT_PREFIX}{}", hex::encode(sha256(format!("{agent_id}\n{jkt}").as_bytes())))
 }
 
 /// The grant for (agent id, key thumbprint), if any.
-pub async fn get(store: &dyn Store, agent_id: &str, jkt: &str) -> Result<Option<Grant>, StoreError> {
+pub(crate) async fn get(store: &dyn Store, agent_id: &str, jkt: &str) -> Result<Option<Grant>, StoreError> {
     store.get_setting_json(&grant_key(agent_id, jkt)).await
 }
 
 /// Stores a grant.
-pub async fn put(store: &dyn Store, g: &Grant) -> Result<(), StoreError> {
+pub(crate) async fn put(store: &dyn Store, g: &Grant) -> Result<(), StoreError> {
     store.put_setting_json(&grant_key(&g.agent_id, &g.jkt), g).await
 }
 
@@ -69,7 +69,7 @@ pub async fn all(store: &dyn Store) -> Result<Vec<Grant>, StoreError> {
 
 /// A revocation record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revoked {
+pub(crate) struct Revoked {
     /// When (Unix seconds).
     pub at: i64,
     /// Why.
@@ -77,12 +77,12 @@ pub struct Revoked {
 }
 
 /// Whether the agent id is revoked.
-pub async fn agent_revoked(store: &dyn Store, agent_id: &str) -> Result<Option<Revoked>, StoreError> {
+pub(crate) async fn agent_revoked(store: &dyn Store, agent_id: &str) -> Result<Option<Revoked>, StoreError> {
     store.get_setting_json(&format!("{REVOKED_AGENT}{agent_id}")).await
 }
 
 /// Whether the owner id is revoked.
-pub async fn owner_revoked(store: &dyn Store, owner: &str) -> Result<Option<Revoked>, StoreError> {
+pub(crate) async fn owner_revoked(store: &dyn Store, owner: &str) -> Result<Option<Revoked>, StoreError> {
     store.get_setting_json(&format!("{REVOKED_OWNER}{owner}")).await
 }
 

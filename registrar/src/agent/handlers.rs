@@ -31,7 +31,7 @@ pub(super) const MAX_BODY: usize = 64 * 1024;
 pub(super) const RETRY_AFTER_SECS: u64 = 1;
 
 /// The agent routes (only mounted when the registrar has an agent policy).
-pub fn routes(reg: Arc<Registrar>) -> Router {
+pub(crate) fn routes(reg: Arc<Registrar>) -> Router {
     Router::new()
         .route("/agent/v1/nonce", get(nonce))
         .route("/agent/v1/bundle", get(bundle))

@@ -22,7 +22,7 @@ use shared::store::AuditEvent;
 use std::time::Duration;
 
 /// Issues the credential and returns the 200 body.
-pub async fn issue(
+pub(crate) async fn issue(
     reg: &Registrar,
     svc: &AgentService,
     ap: &Approved,

@@ -9,20 +9,20 @@
 //! audit, grants), `pending` (model 3), `grants` (grants and revocation), `nonces`, `webhook` (model 3 delivery), `error`
 //! (problem bodies), `handlers` (the routes).
 
-pub mod caller;
+pub(crate) mod caller;
 mod callers;
-pub mod error;
-pub mod flow;
-pub mod grants;
+pub(crate) mod error;
+pub(crate) mod flow;
+pub(crate) mod grants;
 mod handlers;
-pub mod issue;
-pub mod model;
-pub mod nonces;
-pub mod pending;
-pub mod policy;
-pub mod service;
-pub mod webhook;
+pub(crate) mod issue;
+pub(crate) mod model;
+pub(crate) mod nonces;
+pub(crate) mod pending;
+pub(crate) mod policy;
+pub(crate) mod service;
+pub(crate) mod webhook;
 
-pub use handlers::routes;
+pub(crate) use handlers::routes;
 pub use policy::{AgentPolicy, PolicyError};
 pub use service::AgentService;

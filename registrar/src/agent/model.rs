@@ -12,7 +12,7 @@ use x509_cert::Certificate;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// An Identity Proxy with its LDevID.
     Proxy(ProxyFacts),
     /// An owner or owner gateway.
@@ -39,7 +39,7 @@ pub struct ProxyFacts {
 
 impl Caller {
     /// The certificate hash that owns pending requests.
-    pub fn hash(&self) -> &str {
+    pub(crate) fn hash(&self) -> &str {
         match self {
             Caller::Proxy(p) => &p.hash,
             Caller::Owner { hash, .. } => hash,
@@ -47,7 +47,7 @@ impl Caller {
     }
 
     /// A name for logs and audit records.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Caller::Proxy(p) => format!("proxy:{}", p.serial),
             Caller::Owner { cert, .. } => format!("owner:{}", cert.tbs_certificate().subject()),

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Lifetime of a nonce (seconds).
-pub const NONCE_LIFETIME: i64 = 60;
+pub(crate) const NONCE_LIFETIME: i64 = 60;
 /// Most nonces outstanding at once; beyond it new requests are refused until some expire.
-pub const MAX_OUTSTANDING: usize = 200_000;
+pub(crate) const MAX_OUTSTANDING: usize = 200_000;
 
 /// The issued, unused nonces.
 #[derive(Debug, Default)]

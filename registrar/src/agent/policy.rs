@@ -364,7 +364,7 @@ fn relative_to(policy: &Path, p: &Path) -> PathBuf {
 }
 
 /// The SubjectPublicKeyInfo of a PEM file holding a PUBLIC KEY or a CERTIFICATE.
-pub fn spki_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn spki_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
     if let Ok(certs) = pki::certs_from_pem(pem) {
         return Ok(pki::spki_der(&certs[0]));
     }

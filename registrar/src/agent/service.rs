@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use x509_cert::Certificate;
 
 /// The WIT signing key's file in the registrar's state directory.
-pub const WIT_KEY_FILE: &str = "wit.key";
+pub(crate) const WIT_KEY_FILE: &str = "wit.key";
 
 /// Agent issuance at one registrar.
 pub struct AgentService {

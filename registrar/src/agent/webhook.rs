@@ -10,12 +10,12 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Attempts per challenge.
-pub const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 /// Timeout of each attempt.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Delivers `body` to the webhook; logs the outcome (the owner can still poll).
-pub async fn deliver(hook: Webhook, body: Value) {
+pub(crate) async fn deliver(hook: Webhook, body: Value) {
     for attempt in 1..=ATTEMPTS {
         match post(&hook, &body).await {
             Ok(status) if (200..300).contains(&status) => {

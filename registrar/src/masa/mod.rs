@@ -39,7 +39,7 @@ impl std::fmt::Debug for MasaLink {
 }
 
 /// The base URL (`https://host:port/.well-known/brski`) of the pledge's MASA.
-pub fn masa_url_for(m: &Manufacturer, idevid: &Certificate) -> Result<String, RegistrarError> {
+pub(crate) fn masa_url_for(m: &Manufacturer, idevid: &Certificate) -> Result<String, RegistrarError> {
     let raw = match &m.masa_url {
         Some(u) => u.clone(),
         None => pki::masa_url(idevid).ok_or_else(|| {

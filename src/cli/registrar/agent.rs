@@ -3,8 +3,8 @@
 
 use super::Where;
 use clap::{Args, Subcommand};
-use registrar::agent::grants::{self, RevokeTarget};
-use registrar::init::open_store;
+use registrar::open_store;
+use registrar::RevokeTarget;
 use shared::store::AuditEvent;
 use std::process::ExitCode;
 
@@ -44,7 +44,7 @@ pub(super) async fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
 
 async fn list(w: Where) -> anyhow::Result<ExitCode> {
     let store = open_store(&w.path()?).await?;
-    let all = grants::all(store.as_ref()).await?;
+    let all = registrar::all_grants(store.as_ref()).await?;
     if all.is_empty() {
         println!("no owner grants");
     }
@@ -69,7 +69,7 @@ async fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
     };
     let store = open_store(&a.at.path()?).await?;
     let now = time::OffsetDateTime::now_utc();
-    let n = grants::revoke(store.as_ref(), &target, &a.reason, now.unix_timestamp()).await?;
+    let n = registrar::revoke(store.as_ref(), &target, &a.reason, now.unix_timestamp()).await?;
     let (kind, subject) = match &target {
         RevokeTarget::Agent(x) => ("agent", x),
         RevokeTarget::Owner(x) => ("owner", x),

@@ -5,9 +5,9 @@ mod target;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use registrar::announce::{self, Announcement};
-use registrar::init::{init, open, open_store, InitOptions};
-use registrar::pledges;
+use registrar::list_pledges;
+use registrar::Announcement;
+use registrar::{init, open, open_store, InitOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -162,14 +162,14 @@ fn announce(reg: &registrar::Registrar, local: SocketAddr, no_mdns: bool) -> Opt
         println!("  mDNS:      not announced ({why})");
         return None;
     }
-    let plan = announce::plan(cfg, local, &announce::system_hostname());
+    let plan = registrar::announcement_plan(cfg, local, &registrar::system_hostname());
     match Announcement::start(plan) {
         Ok(a) => {
             let p = a.plan();
             println!(
                 "  mDNS:      announcing \"{}\" {} port {} (host {})",
                 p.instance,
-                announce::SERVICE_TYPE,
+                registrar::SERVICE_TYPE,
                 p.port,
                 p.hostname
             );
@@ -195,7 +195,7 @@ async fn shutdown_signal() -> std::io::Result<()> {
 
 async fn list(w: Where) -> anyhow::Result<ExitCode> {
     let store = open_store(&w.path()?).await?;
-    let all = pledges::list(store.as_ref()).await?;
+    let all = list_pledges(store.as_ref()).await?;
     if all.is_empty() {
         println!("no pledges yet");
         return Ok(ExitCode::SUCCESS);
@@ -225,7 +225,7 @@ async fn list(w: Where) -> anyhow::Result<ExitCode> {
 async fn decide(d: Decide, approve: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(&d.at.path()?).await?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    let r = pledges::decide(store.as_ref(), &d.serial, approve, &operator).await?;
+    let r = registrar::decide_pledge(store.as_ref(), &d.serial, approve, &operator).await?;
     println!("pledge {} is now {}", r.serial, r.state().name());
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! Which registrar a verb works on: `--config FILE` or `--state DIR`.
 
 use clap::Args;
-use registrar::config::CONFIG_FILE;
+use registrar::CONFIG_FILE;
 use std::path::PathBuf;
 
 /// Which registrar: a config file, or a state directory holding registrar.toml.

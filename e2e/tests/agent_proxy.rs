@@ -10,7 +10,7 @@ use agent::{self as agent_client, AgentApiClient, Credential, Endpoint, Submitte
 use brski::lab::{Lab, LabOptions};
 use est::client::EstClient;
 use est::tls::{client_config, ServerTrust};
-use pledge::proxy::{self, ProxyConfig, RunningProxy};
+use pledge::{ProxyConfig, RunningProxy};
 use serde_json::Value;
 use shared::agent::challenge::verify_challenge;
 use shared::agent::jwt::{jwt_hash, new_jti, unix_now};
@@ -70,7 +70,7 @@ agents = ["wimse://{TD}/agent/*"]
     let mut pcfg = ProxyConfig::in_dir(&cfg.state);
     pcfg.renew = false;
     // No registrar URL: the proxy takes the one it bootstrapped with from pledge-status.json.
-    let running = proxy::start(&pcfg, None).await.expect("proxy starts");
+    let running = pledge::start_proxy(&pcfg, None).await.expect("proxy starts");
     World { _dir: dir, lab, pledge: (cfg, id), running, owner_key, owner_cert }
 }
 
@@ -334,9 +334,9 @@ async fn the_proxy_renews_its_ldevid_and_keeps_serving() {
     let p = w.running.proxy.clone();
     let before = p.identity();
     let (nb, na) = before.validity();
-    let at = proxy::renew::renew_at(nb, na);
-    let did = proxy::renew::renew_once(&p, None, Duration::from_secs(30), at).await.expect("simplereenroll");
-    assert_eq!(did, proxy::renew::Due::Reenroll);
+    let at = pledge::renew_at(nb, na);
+    let did = pledge::renew_once(&p, None, Duration::from_secs(30), at).await.expect("simplereenroll");
+    assert_eq!(did, pledge::Due::Reenroll);
     let after = p.identity();
     assert_ne!(after.ldevid_sha256, before.ldevid_sha256);
     assert_eq!(
@@ -370,13 +370,13 @@ async fn an_expired_ldevid_is_replaced_by_bootstrapping_again() {
     let (nb, na) = before.validity();
     let t = Duration::from_secs(30);
     // Before two thirds of its life nothing happens.
-    assert_eq!(proxy::renew::renew_once(&p, Some(&w.pledge), t, nb + 10).await, Ok(proxy::renew::Due::Wait));
+    assert_eq!(pledge::renew_once(&p, Some(&w.pledge), t, nb + 10).await, Ok(pledge::Due::Wait));
     // Without an IDevID an expired LDevID cannot be replaced, and the proxy says so.
-    let err = proxy::renew::renew_once(&p, None, t, na + 1).await.unwrap_err();
+    let err = pledge::renew_once(&p, None, t, na + 1).await.unwrap_err();
     assert!(err.contains("brski pledge bootstrap"), "{err}");
     // As if the host slept past notAfter: a new BRSKI bootstrap with the IDevID.
-    let did = proxy::renew::renew_once(&p, Some(&w.pledge), t, na + 1).await.expect("bootstrapped again");
-    assert_eq!(did, proxy::renew::Due::Rebootstrap);
+    let did = pledge::renew_once(&p, Some(&w.pledge), t, na + 1).await.expect("bootstrapped again");
+    assert_eq!(did, pledge::Due::Rebootstrap);
     let after = p.identity();
     assert_ne!(after.ldevid_sha256, before.ldevid_sha256);
     let c = client(&w);
@@ -445,7 +445,7 @@ async fn model_2_goes_through_the_owner_gateway_the_proxy_pins() {
     let mut pcfg = ProxyConfig::in_dir(&cfg.state);
     pcfg.renew = false;
     pcfg.gateway = Some((gw_url, pin));
-    let running = proxy::start(&pcfg, None).await.expect("proxy starts");
+    let running = pledge::start_proxy(&pcfg, None).await.expect("proxy starts");
     let c = AgentApiClient::new(Endpoint::Unix(running.socket.clone()), Duration::from_secs(30));
     let bundle = c.bundle().await.unwrap();
     let agent = SoftwareKey::generate(Algorithm::Es256).unwrap();

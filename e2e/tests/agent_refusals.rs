@@ -12,7 +12,7 @@ use brski::lab::{Lab, LabOptions};
 use e2e::agent::{connect_pinned, json_of, Proxy};
 use est::client::RawReply;
 use est::http::MEDIA_PROBLEM;
-use pledge::proxy::{self, ProxyConfig, RunningProxy};
+use pledge::{ProxyConfig, RunningProxy};
 use serde_json::Value;
 use shared::agent::acr::{new_acr_claims, ACR_TYP};
 use shared::agent::jwt::{sign_jwt, unix_now};
@@ -104,7 +104,7 @@ async fn world() -> World {
     let mut pcfg = ProxyConfig::in_dir(&cfg.state);
     pcfg.renew = false;
     pcfg.gateway = Some((gw_url.clone(), pin));
-    let running = proxy::start(&pcfg, None).await.expect("proxy starts");
+    let running = pledge::start_proxy(&pcfg, None).await.expect("proxy starts");
     let api = AgentApiClient::new(Endpoint::Unix(running.socket.clone()), Duration::from_secs(30));
 
     let direct = e2e::agent::proxy(&lab, "refusal-host-2").await;

@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use der::Decode;
 use est::http::ConnectionInfo;
-use pledge::proxy::evidence::Caller;
-use pledge::proxy::{self, Identity, Proxy, ProxyConfig, RunningProxy};
+use pledge::Caller;
+use pledge::{Identity, Proxy, ProxyConfig, RunningProxy};
 use serde_json::{json, Value};
 use shared::agent::cert::{issue_agent_certificate, AgentCertRequest};
 use shared::agent::evidence::{eat_from_cmw, verify_eat, EvidenceClaims};
@@ -253,7 +253,7 @@ async fn setup_with(tcp: bool, group: Option<&str>) -> Setup {
     if tcp {
         cfg.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
     }
-    let running = proxy::start_with(&cfg, proxy, None).await.unwrap();
+    let running = pledge::start_proxy_with(&cfg, proxy, None).await.unwrap();
     let socket = running.socket.clone();
     Setup { _dir: dir, server, running, socket }
 }

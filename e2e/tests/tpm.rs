@@ -11,8 +11,8 @@
 
 use agent::{self as agent_client, AgentApiClient, AgentClientError, Endpoint};
 use brski::lab::{Lab, LabOptions};
-use pledge::proxy::attest::Attestation;
-use pledge::proxy::{self, ProxyConfig};
+use pledge::Attestation;
+use pledge::ProxyConfig;
 use shared::agent::{CredentialSpec, Model};
 use shared::keys::{Algorithm, KeyUri, SoftwareKey};
 use shared::pki;
@@ -114,12 +114,12 @@ async fn a_tpm_device_bootstraps_and_its_agents_evidence_carries_an_appraised_qu
     cfg.max_attempts = 1;
     let idevid = pledge::Idevid::load(&cfg).expect("the IDevID in the TPM");
     pledge::bootstrap(&cfg, &idevid).await.expect("bootstrap with TPM keys");
-    assert!(!out.join(pledge::files::LDEVID_KEY).exists(), "no LDevID key file");
-    let ldevid_uri = std::fs::read_to_string(out.join(pledge::files::LDEVID_KEY_URI)).unwrap();
+    assert!(!out.join(pledge::LDEVID_KEY).exists(), "no LDevID key file");
+    let ldevid_uri = std::fs::read_to_string(out.join(pledge::LDEVID_KEY_URI)).unwrap();
     assert!(ldevid_uri.starts_with("tpm:handle=0x81000002"), "{ldevid_uri}");
-    let ldevid = pki::certs_from_pem(&std::fs::read(out.join(pledge::files::LDEVID_CERT)).unwrap()).unwrap();
+    let ldevid = pki::certs_from_pem(&std::fs::read(out.join(pledge::LDEVID_CERT)).unwrap()).unwrap();
     assert_eq!(pki::spki_der(&ldevid[0]), tpm::read_key(&t.tcti(), 0x8100_0002).unwrap().spki);
-    let domain_ca = pki::certs_from_pem(&std::fs::read(out.join(pledge::files::DOMAIN_CA)).unwrap()).unwrap();
+    let domain_ca = pki::certs_from_pem(&std::fs::read(out.join(pledge::DOMAIN_CA)).unwrap()).unwrap();
     openssl_verify(dir.path(), &domain_ca, &ldevid[0]);
 
     // The Identity Proxy quotes PCRs 0, 7 and 16 into every request's evidence.
@@ -128,7 +128,7 @@ async fn a_tpm_device_bootstraps_and_its_agents_evidence_carries_an_appraised_qu
     cfg.quote_pcrs = vec![0, 7, 16];
     pcfg.attestation = Attestation::from_config(&cfg).expect("attestation key");
     assert!(pcfg.attestation.is_some(), "iak.key-uri and iak.pem are found by default");
-    let running = proxy::start(&pcfg, None).await.expect("proxy starts");
+    let running = pledge::start_proxy(&pcfg, None).await.expect("proxy starts");
     let c = AgentApiClient::new(Endpoint::Unix(running.socket.clone()), Duration::from_secs(30));
 
     let cred = request(&c, "measured-1").await.expect("issued while PCR 16 is as measured");
@@ -144,9 +144,9 @@ async fn a_tpm_device_bootstraps_and_its_agents_evidence_carries_an_appraised_qu
     let first = tpm::read_key(&t.tcti(), 0x8100_0002).unwrap();
     for (n, handle) in [(1, 0x8100_0003u32), (2, 0x8100_0002)] {
         let id = running.proxy.identity();
-        proxy::renew::reenroll(&running.proxy, &id, Duration::from_secs(30)).await.expect("reenroll");
+        pledge::reenroll(&running.proxy, &id, Duration::from_secs(30)).await.expect("reenroll");
         running.proxy.reload().unwrap();
-        let renewed = std::fs::read_to_string(out.join(pledge::files::LDEVID_KEY_URI)).unwrap();
+        let renewed = std::fs::read_to_string(out.join(pledge::LDEVID_KEY_URI)).unwrap();
         assert!(renewed.starts_with(&format!("tpm:handle=0x{handle:08x}")), "{renewed}");
         let leaf = running.proxy.identity().chain[0].clone();
         assert_eq!(pki::spki_der(&leaf), tpm::read_key(&t.tcti(), handle).unwrap().spki);

@@ -49,13 +49,13 @@ pub struct PledgeConfig {
 }
 
 /// The IDevID key reference `brski masa idevid --tpm` writes (a `tpm:` URI).
-pub const IDEVID_KEY_URI: &str = "idevid.key-uri";
+pub(crate) const IDEVID_KEY_URI: &str = "idevid.key-uri";
 /// The attestation key reference `brski masa idevid --tpm` writes.
-pub const IAK_KEY_URI: &str = "iak.key-uri";
+pub(crate) const IAK_KEY_URI: &str = "iak.key-uri";
 /// The attestation key's certificate `brski masa idevid --tpm` writes.
-pub const IAK_CERT: &str = "iak.pem";
+pub(crate) const IAK_CERT: &str = "iak.pem";
 /// The PCRs quoted by default: the platform firmware and boot measurements.
-pub const DEFAULT_QUOTE_PCRS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+pub(crate) const DEFAULT_QUOTE_PCRS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 
 impl PledgeConfig {
     /// Where this pledge's LDevID keys are made: in the IDevID's TPM when it has one.

@@ -20,17 +20,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The DNS-SD service type of a BRSKI registrar, with the mDNS domain.
-pub const SERVICE_TYPE: &str = "_brski-registrar._tcp.local.";
+pub(crate) const SERVICE_TYPE: &str = "_brski-registrar._tcp.local.";
 
 /// How long to keep listening after the first registrar resolved, for others on the link.
-pub const SETTLE: Duration = Duration::from_millis(1500);
+pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
 
 /// How long stopping the querier may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A registrar found on the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// The instance name, e.g. `brski-registrar-vm`.
     pub instance: String,
     /// The host of its SRV record, e.g. `vm-brski.local.`.
@@ -45,7 +45,7 @@ pub struct Candidate {
 
 impl Candidate {
     /// Whether it can be reached over IPv4 (such candidates are tried first).
-    pub fn has_ipv4(&self) -> bool {
+    pub(crate) fn has_ipv4(&self) -> bool {
         self.urls.first().is_some_and(|u| !u.starts_with("https://["))
     }
 }
@@ -53,10 +53,10 @@ impl Candidate {
 /// Discovery could not run (not "found none": that is an empty list).
 #[derive(Debug, thiserror::Error)]
 #[error("mDNS discovery of {SERVICE_TYPE}: {0}")]
-pub struct DiscoveryError(String);
+pub(crate) struct DiscoveryError(String);
 
 /// Browses for registrars for at most `timeout`; see the module documentation.
-pub async fn discover(timeout: Duration) -> Result<Vec<Candidate>, DiscoveryError> {
+pub(crate) async fn discover(timeout: Duration) -> Result<Vec<Candidate>, DiscoveryError> {
     let daemon = ServiceDaemon::new().map_err(|e| DiscoveryError(format!("starting the querier: {e}")))?;
     let found = browse(&daemon, timeout).await;
     if let Ok(rx) = daemon.shutdown() {
@@ -134,7 +134,7 @@ fn candidate(s: ResolvedService) -> Option<Candidate> {
 }
 
 /// `https://addr:port` for each address: IPv4 (sorted) first, then IPv6 without link-local.
-pub fn urls(addresses: &[IpAddr], port: u16) -> Vec<String> {
+pub(crate) fn urls(addresses: &[IpAddr], port: u16) -> Vec<String> {
     let mut v4: Vec<_> =
         addresses.iter().filter_map(|a| if let IpAddr::V4(a) = a { Some(*a) } else { None }).collect();
     let mut v6: Vec<_> = addresses

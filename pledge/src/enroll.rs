@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use x509_cert::Certificate;
 
 /// What EST enrollment produced.
-pub struct Enrolled {
+pub(crate) struct Enrolled {
     /// The new key (never left the pledge; in its TPM when the IDevID is there).
     pub key: NewKey,
     /// The LDevID, then its chain as returned.
@@ -44,7 +44,7 @@ fn est(step: &'static str) -> impl Fn(ClientError) -> EnrollError {
 
 /// Runs cacerts, csrattrs and simpleenroll on `conn` for a subject equal to the IDevID's
 /// (it carries the serialNumber the registrar checks), with a new key from `keys`.
-pub async fn enroll(
+pub(crate) async fn enroll(
     conn: &mut EstConnection,
     subject: &x509_cert::name::Name,
     keys: &LdevidKeys,
@@ -110,11 +110,11 @@ async fn post_status(conn: &mut EstConnection, path: &str, report: &StatusReport
 }
 
 /// voucher_status.
-pub async fn voucher_status(conn: &mut EstConnection, report: &StatusReport) {
+pub(crate) async fn voucher_status(conn: &mut EstConnection, report: &StatusReport) {
     post_status(conn, PATH_VOUCHER_STATUS, report).await;
 }
 
 /// enrollstatus.
-pub async fn enroll_status(conn: &mut EstConnection, report: &StatusReport) {
+pub(crate) async fn enroll_status(conn: &mut EstConnection, report: &StatusReport) {
     post_status(conn, PATH_ENROLL_STATUS, report).await;
 }

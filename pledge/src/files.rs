@@ -18,11 +18,11 @@ pub const LDEVID_CERT: &str = "ldevid.pem";
 /// The domain trust anchors file.
 pub const DOMAIN_CA: &str = "domain-ca.pem";
 /// The summary file.
-pub const STATUS_FILE: &str = "pledge-status.json";
+pub(crate) const STATUS_FILE: &str = "pledge-status.json";
 
 /// The summary of the last bootstrap, as JSON in `pledge-status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// `brski` or `est-only`.
     pub mode: String,
     /// Why that mode.
@@ -67,7 +67,7 @@ fn pem(certs: &[Certificate]) -> String {
 /// Writes the outcome of a bootstrap: the key (a 0600 file or a TPM key reference, replacing an
 /// older one atomically), the
 /// certificates, the voucher and the summary.
-pub fn write_outcome(
+pub(crate) fn write_outcome(
     state: &Path,
     enrolled: &Enrolled,
     voucher: Option<(&[u8], Format)>,
@@ -94,7 +94,7 @@ pub fn write_outcome(
 }
 
 /// A summary for an enrolled LDevID.
-pub fn summary(
+pub(crate) fn summary(
     mode: &str,
     mode_reason: &str,
     server: &str,

@@ -30,7 +30,7 @@ pub enum ImprintError {
 
 /// Verifies `bytes` as the voucher answering a request with `nonce`, received from a
 /// registrar that presented `registrar_chain`.
-pub fn verify_voucher(
+pub(crate) fn verify_voucher(
     bytes: &[u8],
     id: &Idevid,
     nonce: &Nonce,

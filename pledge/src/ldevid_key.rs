@@ -1,7 +1,7 @@
 //! Where the pledge's LDevID key lives: a PKCS#8 file `ldevid.key` (0600), or, when the IDevID
 //! key is in a TPM, a new key in the same TPM named by `ldevid.key-uri` (a `tpm:` URI). A TPM
 //! LDevID alternates between two persistent handles ([`shared::keys::TpmUri`],
-//! [`LDEVID_HANDLES`]): the renewal's new key is made at the other one (replacing the key from
+//! `LDEVID_HANDLES`): the renewal's new key is made at the other one (replacing the key from
 //! two renewals ago) while the current key still authenticates the renewal. The replaced key is
 //! left in place until then, so requests in flight while the proxy switches keys still sign.
 
@@ -14,7 +14,8 @@ pub const LDEVID_KEY: &str = "ldevid.key";
 /// The LDevID key reference (keys that live in a TPM): one line, the key URI.
 pub const LDEVID_KEY_URI: &str = "ldevid.key-uri";
 /// The persistent handles TPM LDevID keys alternate between (TCG owner range).
-pub const LDEVID_HANDLES: [u32; 2] = [0x8100_0002, 0x8100_0003];
+#[cfg(feature = "tpm")]
+pub(crate) const LDEVID_HANDLES: [u32; 2] = [0x8100_0002, 0x8100_0003];
 
 /// How new LDevID keys are made for a state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +118,7 @@ impl NewKey {
 
 /// Loads the state directory's LDevID key: `ldevid.key-uri` when present, else `ldevid.key`
 /// (which must be 0600).
-pub fn load(state: &Path) -> Result<Arc<dyn Signer>, String> {
+pub(crate) fn load(state: &Path) -> Result<Arc<dyn Signer>, String> {
     match current_uri(state) {
         Some(uri) => load_signer(&uri).map(Arc::from).map_err(|e| e.to_string()),
         None => load_key_file(&state.join(LDEVID_KEY))
@@ -127,12 +128,12 @@ pub fn load(state: &Path) -> Result<Arc<dyn Signer>, String> {
 }
 
 /// The key URI in `ldevid.key-uri`, if that file exists.
-pub fn current_uri(state: &Path) -> Option<String> {
+pub(crate) fn current_uri(state: &Path) -> Option<String> {
     read_key_uri(&state.join(LDEVID_KEY_URI))
 }
 
 /// The first line of a key reference file (`*.key-uri`), if it exists and is not empty.
-pub fn read_key_uri(path: &Path) -> Option<String> {
+pub(crate) fn read_key_uri(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines().next().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string)
 }

@@ -28,18 +28,30 @@
 //! on a Unix socket, evidence about each caller, forwarding over mTLS with the LDevID, and
 //! LDevID renewal. The agent's side of that API (`brski agent request`) is the `agent` crate's.
 
-pub mod bootstrap;
-pub mod config;
-pub mod config_file;
-pub mod discover;
-pub mod enroll;
-pub mod files;
-pub mod identity;
-pub mod imprint;
-pub mod ldevid_key;
-pub mod proxy;
-pub mod request;
+mod bootstrap;
+mod config;
+mod config_file;
+mod discover;
+mod enroll;
+mod files;
+mod identity;
+mod imprint;
+mod ldevid_key;
+mod proxy;
+mod request;
 
+// The one public face: what `brski pledge`, the lab, the benches and the cross-role suites use.
 pub use bootstrap::{bootstrap, BootstrapError, Outcome};
 pub use config::PledgeConfig;
+pub use config_file::{commented, PledgeFile, PLEDGE_FILE};
+pub use files::{status_text, DOMAIN_CA, LDEVID_CERT, LDEVID_KEY, LDEVID_KEY_URI};
 pub use identity::Idevid;
+pub use imprint::ImprintError;
+pub use proxy::attest::Attestation;
+pub use proxy::evidence::Caller;
+pub use proxy::renew::{due, reenroll, renew_at, renew_once, Due};
+pub use proxy::{
+    registrar_from_status, start as start_proxy, start_with as start_proxy_with, Identity, Proxy,
+    ProxyConfig, ProxyError, RunningProxy,
+};
+pub use request::{fresh_nonce, pledge_request};

@@ -11,8 +11,8 @@ use anyhow::Context;
 use brski::lab::{Lab, LabOptions};
 use clap::Args;
 use owner::OwnerIdentity;
-use pledge::proxy::{ProxyConfig, RunningProxy};
 use pledge::PledgeConfig;
+use pledge::{ProxyConfig, RunningProxy};
 use shared::agent::{
     verify_agent_certificate, verify_wit_credential, CredentialSpec, Model, OwnerAnchor, OwnerAnchors,
     RelyingTrust,
@@ -153,7 +153,7 @@ async fn proxy_step(
     let mut pcfg = ProxyConfig::in_dir(&cfg.state);
     pcfg.registrar = Some(lab.registrar_url.clone());
     pcfg.gateway = Some((gateway_url, gateway_pin));
-    let proxy: RunningProxy = pledge::proxy::start(&pcfg, None).await?;
+    let proxy: RunningProxy = pledge::start_proxy(&pcfg, None).await?;
     println!("   socket {}", proxy.socket.display());
     s.done("proxy serving");
     Ok((proxy, gateway_task))

@@ -2,8 +2,8 @@
 //! then serving as the Identity Proxy.
 
 use clap::{Args, Subcommand};
-use pledge::config_file::{commented, PledgeFile, PLEDGE_FILE};
 use pledge::{bootstrap, Idevid, PledgeConfig};
+use pledge::{commented, PledgeFile, PLEDGE_FILE};
 use shared::signed::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,7 +87,7 @@ pub(super) fn run(cmd: PledgeCommand) -> anyhow::Result<ExitCode> {
         PledgeCommand::Bootstrap(a) => tokio::runtime::Runtime::new()?.block_on(run_bootstrap(a)),
         PledgeCommand::Serve(a) => super::pledge_serve::run(a),
         PledgeCommand::Status(a) => {
-            print!("{}", pledge::files::status_text(&a.state)?);
+            print!("{}", pledge::status_text(&a.state)?);
             Ok(ExitCode::SUCCESS)
         }
     }

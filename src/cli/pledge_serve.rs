@@ -3,10 +3,10 @@
 //! TLS with the LDevID, renewing the LDevID as it ages.
 
 use clap::Args;
-use pledge::config_file::{PledgeFile, PLEDGE_FILE};
-use pledge::proxy::attest::Attestation;
-use pledge::proxy::{self, ProxyConfig};
+use pledge::Attestation;
+use pledge::ProxyConfig;
 use pledge::{Idevid, PledgeConfig};
+use pledge::{PledgeFile, PLEDGE_FILE};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,7 +73,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     cfg.gateway = a.gateway.clone().zip(a.gateway_pin);
     let registrar = match &a.registrar {
         Some(r) => r.clone(),
-        None => proxy::registrar_from_status(&a.state)?,
+        None => pledge::registrar_from_status(&a.state)?,
     };
     // pledge.toml (when there) says where the IDevID and the attestation key are.
     let file = a.state.join(PLEDGE_FILE);
@@ -92,7 +92,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let quote_pcrs = pledge_cfg.quote_pcrs.clone();
     cfg.bootstrap = idevid.as_ref().map(|_| pledge_cfg);
-    let mut running = proxy::start(&cfg, idevid).await?;
+    let mut running = pledge::start_proxy(&cfg, idevid).await?;
     let id = running.proxy.identity();
     let (_, not_after) = id.validity();
     println!("Identity Proxy serving the Agent API");

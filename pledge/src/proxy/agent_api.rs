@@ -36,9 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest request body.
-pub const MAX_REQUEST: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 /// Longest wait for a request's body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retry-After sent on 202 when the server gave none.
 const DEFAULT_RETRY_AFTER: u64 = 5;
 
@@ -96,7 +96,7 @@ impl IntoResponse for ApiError {
 
 /// The Agent API router. Each request must carry a [`Peer`] extension (the connection
 /// handlers add it). `/metrics`, `/healthz` and `/readyz` need no Agent API header.
-pub fn router(proxy: Arc<Proxy>) -> Router {
+pub(crate) fn router(proxy: Arc<Proxy>) -> Router {
     let api = Router::new()
         .route("/v1/nonce", get(nonce))
         .route("/v1/credentials", post(credentials))

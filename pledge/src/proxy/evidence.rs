@@ -21,7 +21,7 @@ pub struct Caller {
 }
 
 /// Builds the EAT claims for one request.
-pub fn claims(
+pub(crate) fn claims(
     identity: &Identity,
     server_nonce: &[u8],
     acr_hash: &[u8],
@@ -49,7 +49,7 @@ pub fn claims(
 
 /// Signs the EAT with the LDevID key and wraps it in a CMW collection (JSON form), with a TPM
 /// quote bound to this request when `attestation` is given.
-pub fn build(
+pub(crate) fn build(
     identity: &Identity,
     server_nonce: &[u8],
     acr_hash: &[u8],

@@ -20,13 +20,13 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// Longest wait for a request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest life of one connection.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Binds the Agent API socket at `path`: a stale socket left by a dead proxy is replaced, a
 /// live one is not; the socket gets mode 0660 and, when given, `group` (name or gid).
-pub fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, ProxyError> {
+pub(crate) fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, ProxyError> {
     let io = |what: String| move |source| ProxyError::Io { what, source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -57,7 +57,7 @@ pub fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, Proxy
 }
 
 /// A group name (from /etc/group) or number.
-pub fn resolve_group(group: &str) -> Result<u32, ProxyError> {
+pub(crate) fn resolve_group(group: &str) -> Result<u32, ProxyError> {
     if let Ok(n) = group.parse::<u32>() {
         return Ok(n);
     }
@@ -76,7 +76,7 @@ pub fn resolve_group(group: &str) -> Result<u32, ProxyError> {
 
 /// Serves the Agent API on a Unix socket: one task per connection, at most as many as
 /// `limit` has permits; each request carries the peer's `SO_PEERCRED`.
-pub async fn serve_unix(proxy: Arc<Proxy>, listener: UnixListener, limit: Arc<Semaphore>) {
+pub(crate) async fn serve_unix(proxy: Arc<Proxy>, listener: UnixListener, limit: Arc<Semaphore>) {
     let app = router(proxy);
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
@@ -98,7 +98,7 @@ pub async fn serve_unix(proxy: Arc<Proxy>, listener: UnixListener, limit: Arc<Se
 }
 
 /// Serves the Agent API on a loopback TCP listener (callers have no uid or pid).
-pub async fn serve_tcp(proxy: Arc<Proxy>, listener: TcpListener, limit: Arc<Semaphore>) {
+pub(crate) async fn serve_tcp(proxy: Arc<Proxy>, listener: TcpListener, limit: Arc<Semaphore>) {
     let app = router(proxy);
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
@@ -122,7 +122,7 @@ pub async fn serve_tcp(proxy: Arc<Proxy>, listener: TcpListener, limit: Arc<Sema
 }
 
 /// Serves one connection with HTTP/1.1 (keep-alive), logging each request with its caller.
-pub async fn serve_connection<I>(app: Router, io: I, peer: Peer)
+pub(crate) async fn serve_connection<I>(app: Router, io: I, peer: Peer)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

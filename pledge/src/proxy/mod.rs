@@ -14,13 +14,13 @@
 //! The proxy never sees an agent's private key: agents sign their own requests (the ACR's
 //! proof of possession) and the proxy only checks and forwards them.
 
-pub mod agent_api;
-pub mod attest;
-pub mod evidence;
-pub mod listen;
-pub mod peer;
-pub mod renew;
-pub mod upstream;
+pub(crate) mod agent_api;
+pub(crate) mod attest;
+pub(crate) mod evidence;
+pub(crate) mod listen;
+pub(crate) mod peer;
+pub(crate) mod renew;
+pub(crate) mod upstream;
 
 use crate::config::PledgeConfig;
 use crate::files::{self, DOMAIN_CA, LDEVID_CERT, STATUS_FILE};
@@ -37,10 +37,10 @@ use tokio::task::JoinHandle;
 use x509_cert::Certificate;
 
 /// File name of the Agent API socket in the state directory.
-pub const AGENT_SOCKET: &str = "agent.sock";
+pub(crate) const AGENT_SOCKET: &str = "agent.sock";
 
 /// How long the trust bundle fetched from the server is reused.
-pub const BUNDLE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const BUNDLE_TTL: Duration = Duration::from_secs(300);
 
 /// How the proxy runs.
 #[derive(Debug, Clone)]

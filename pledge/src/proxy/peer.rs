@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Longest time spent hashing one executable.
-pub const DIGEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DIGEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most executables remembered.
 const CACHE_MAX: usize = 512;
@@ -74,7 +74,7 @@ struct FileKey {
 
 /// Executable digests by file identity.
 #[derive(Debug, Default)]
-pub struct ExeCache {
+pub(crate) struct ExeCache {
     map: Mutex<HashMap<FileKey, [u8; 32]>>,
     /// One hash at a time: concurrent first requests from one executable wait for the first
     /// hash instead of each reading the whole file.
@@ -85,7 +85,7 @@ impl ExeCache {
     /// The executable of `pid` and its SHA-256, or None when the proxy may not read it (a
     /// process of another user when the proxy is not privileged), it vanished, or hashing
     /// took longer than [`DIGEST_TIMEOUT`].
-    pub async fn executable(&self, pid: u32) -> Option<Executable> {
+    pub(crate) async fn executable(&self, pid: u32) -> Option<Executable> {
         self.executable_at(format!("/proc/{pid}/exe")).await
     }
 

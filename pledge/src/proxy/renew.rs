@@ -60,7 +60,7 @@ pub fn due(not_before: i64, not_after: i64, now: i64) -> Due {
 
 /// Runs forever: renews the proxy's LDevID when it is due. `bootstrap` (the pledge's
 /// configuration and IDevID) is used when the LDevID has expired.
-pub async fn run(proxy: Arc<Proxy>, bootstrap: Option<(PledgeConfig, Idevid)>, timeout: Duration) {
+pub(crate) async fn run(proxy: Arc<Proxy>, bootstrap: Option<(PledgeConfig, Idevid)>, timeout: Duration) {
     let mut backoff = FIRST_BACKOFF;
     let mut next_try = Instant::now();
     loop {

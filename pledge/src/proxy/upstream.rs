@@ -13,15 +13,15 @@ use std::time::Duration;
 const POOL: PoolOptions = PoolOptions { max_idle: 32, max_idle_age: Duration::from_secs(20) };
 
 /// The Identity Server's agent endpoints.
-pub mod paths {
+pub(crate) mod paths {
     /// `GET` a nonce.
-    pub const NONCE: &str = "/agent/v1/nonce";
+    pub(crate) const NONCE: &str = "/agent/v1/nonce";
     /// The owner gateway's credential requests (model 2).
-    pub const GATEWAY_CREDENTIALS: &str = "/gateway/v1/credentials";
+    pub(crate) const GATEWAY_CREDENTIALS: &str = "/gateway/v1/credentials";
     /// `GET` the trust bundle.
-    pub const BUNDLE: &str = "/agent/v1/bundle";
+    pub(crate) const BUNDLE: &str = "/agent/v1/bundle";
     /// `POST` a credential request; `GET {CREDENTIALS}/{id}` polls one.
-    pub const CREDENTIALS: &str = "/agent/v1/credentials";
+    pub(crate) const CREDENTIALS: &str = "/agent/v1/credentials";
 }
 
 /// Why the server could not be asked.

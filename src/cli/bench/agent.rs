@@ -88,7 +88,7 @@ pub(super) async fn bench(a: AgentBenchArgs) -> anyhow::Result<ExitCode> {
 async fn start_proxy(
     dir: &std::path::Path,
     concurrency: usize,
-) -> anyhow::Result<(Lab, pledge::proxy::RunningProxy, PathBuf)> {
+) -> anyhow::Result<(Lab, pledge::RunningProxy, PathBuf)> {
     let alice = crate::cli::demo::owner_dir(dir, "alice", crate::cli::demo::ALICE)?;
     let gateway = crate::cli::demo::owner_dir(dir, "gateway", crate::cli::demo::GATEWAY)?;
     let options = LabOptions {
@@ -98,10 +98,10 @@ async fn start_proxy(
     let lab = Lab::start(&dir.join("lab"), options).await.map_err(anyhow::Error::msg)?;
     let (cfg, id) = lab.pledge("bench-proxy", Format::Cms).await.map_err(anyhow::Error::msg)?;
     pledge::bootstrap(&cfg, &id).await?;
-    let mut pcfg = pledge::proxy::ProxyConfig::in_dir(&cfg.state);
+    let mut pcfg = pledge::ProxyConfig::in_dir(&cfg.state);
     pcfg.registrar = Some(lab.registrar_url.clone());
     pcfg.max_connections = concurrency.max(64);
-    let proxy = pledge::proxy::start(&pcfg, None).await?;
+    let proxy = pledge::start_proxy(&pcfg, None).await?;
     Ok((lab, proxy, alice))
 }
 

@@ -9,7 +9,22 @@
 //!
 //! What it does not do: talk to the Identity Server, attest, or decide policy. The proxy
 //! (`pledge`) adds evidence and forwards; the server (`registrar`) appraises and issues.
+//!
+//! Layout, one concept per module (each imports only those above it): `error`
+//! ([`AgentClientError`]); `api` (the Agent API client, [`AgentApiClient`]); `acr` (building
+//! the request, checking the answer); `files` (what the agent keeps).
 
-mod client;
+mod acr;
+mod api;
+mod error;
+mod files;
 
-pub use client::*;
+pub use acr::{build_acr, check_credential, ACR_LIFETIME};
+pub use api::{
+    AgentApiClient, ApiReply, Bundle, Credential, Endpoint, Submitted, IDLE_RULES, MAX_POLL_INTERVAL,
+};
+pub use error::AgentClientError;
+pub use files::{renew_at, save_bundle, save_credential, save_new_key, AgentFiles};
+
+#[cfg(test)]
+mod tests;

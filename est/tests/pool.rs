@@ -6,7 +6,7 @@
 use axum::extract::Request;
 use axum::routing::{get, post};
 use axum::Router;
-use est::client::{EstClient, PoolOptions, PooledClient};
+use est::client::{EstClient, IdleRules, PooledClient};
 use est::http::{serve, server_tls_config, ConnectionInfo};
 use est::tls::{client_config, ServerTrust};
 use shared::keys::{Algorithm, SoftwareKey};
@@ -54,7 +54,7 @@ async fn port_of(pool: &PooledClient) -> String {
 #[tokio::test]
 async fn a_connection_is_reused_while_young_and_replaced_when_old() {
     let (url, ca) = start().await;
-    let opts = PoolOptions { max_idle: 4, max_idle_age: Duration::from_millis(300) };
+    let opts = IdleRules { max_idle: 4, max_idle_age: Duration::from_millis(300) };
     let pool = PooledClient::new(client(&url, &ca), opts);
     let first = port_of(&pool).await;
     assert_eq!(pool.idle_connections(), 1);
@@ -69,7 +69,7 @@ async fn a_connection_is_reused_while_young_and_replaced_when_old() {
 #[tokio::test]
 async fn a_new_client_drops_the_connections_of_the_old_one() {
     let (url, ca) = start().await;
-    let pool = PooledClient::new(client(&url, &ca), PoolOptions::default());
+    let pool = PooledClient::new(client(&url, &ca), IdleRules::default());
     let first = port_of(&pool).await;
     assert_eq!(port_of(&pool).await, first);
     pool.replace_client(client(&url, &ca));
@@ -81,7 +81,7 @@ async fn a_new_client_drops_the_connections_of_the_old_one() {
 async fn at_most_max_idle_connections_are_kept() {
     let (url, ca) = start().await;
     let pool =
-        Arc::new(PooledClient::new(client(&url, &ca), PoolOptions { max_idle: 2, ..PoolOptions::default() }));
+        Arc::new(PooledClient::new(client(&url, &ca), IdleRules { max_idle: 2, ..IdleRules::default() }));
     let calls: Vec<_> = (0..6)
         .map(|_| {
             tokio::spawn({

@@ -16,6 +16,7 @@ pub mod b64;
 pub mod brski;
 pub mod conf;
 pub mod crypto;
+pub mod idle;
 pub mod keys;
 pub mod metrics;
 pub mod pki;

@@ -18,7 +18,8 @@ mod operations;
 mod pool;
 
 pub use connection::{EstConnection, RawReply};
-pub use pool::{PoolOptions, PooledClient};
+pub use pool::PooledClient;
+pub use shared::idle::IdleRules;
 
 use crate::binding::EXPORTER_LABEL;
 use crate::keypackage::KeyPackageError;

@@ -4,13 +4,13 @@
 //! negotiates). Every step is bounded by the configured timeout.
 
 use super::{Identity, ProxyError};
-use est::client::{ClientError, EstClient, PoolOptions, PooledClient, RawReply};
+use est::client::{ClientError, EstClient, IdleRules, PooledClient, RawReply};
 use est::tls::{client_config, ServerTrust};
 use std::time::Duration;
 
 /// Idle connections kept for reuse: one per request in flight under a busy host (an HTTP/1.1
 /// connection carries one exchange at a time), for at most 20 s (the one pool's defaults).
-const POOL: PoolOptions = PoolOptions { max_idle: 32, max_idle_age: Duration::from_secs(20) };
+const POOL: IdleRules = IdleRules { max_idle: 32, max_idle_age: Duration::from_secs(20) };
 
 /// The Identity Server's agent endpoints.
 pub(crate) mod paths {

@@ -7,7 +7,7 @@
 //! not pay for new TLS handshakes to the MASA. Every exchange runs under a timeout.
 
 use axum::http::StatusCode;
-use est::client::{ClientError, EstClient, PoolOptions, PooledClient, RawReply};
+use est::client::{ClientError, EstClient, IdleRules, PooledClient, RawReply};
 use est::tls::{client_config, ServerTrust};
 use shared::brski::{masa_base_url, AuditLog};
 use shared::keys::Signer;
@@ -20,7 +20,7 @@ use x509_cert::Certificate;
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Idle connections a client keeps for reuse, and for how long (the one pool's rules).
-const POOL: PoolOptions = PoolOptions { max_idle: 16, max_idle_age: Duration::from_secs(20) };
+const POOL: IdleRules = IdleRules { max_idle: 16, max_idle_age: Duration::from_secs(20) };
 
 /// Why a MASA exchange failed before an HTTP answer arrived, or the answer was unusable.
 #[derive(Debug, thiserror::Error)]

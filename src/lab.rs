@@ -202,7 +202,7 @@ async fn open_masa(masa_dir: &Path, addr: SocketAddr, options: &LabOptions) -> R
         .map(|l| {
             if l.starts_with("listen = ") || l.starts_with("url = ") {
                 let key = l.split(' ').next().unwrap_or_default();
-                format!("{key} = \"{addr}\"\n")
+                format!("{key} = {}\n", toml_string(&addr.to_string()))
             } else if l.starts_with("allow_any_owner = ") {
                 format!("allow_any_owner = {any}\n")
             } else {

@@ -128,7 +128,7 @@ impl PledgeFile {
 /// The commented file `brski pledge init` writes.
 pub fn commented(registrar: Option<&str>, format: Format) -> String {
     let registrar = match registrar {
-        Some(r) => format!("registrar = \"{r}\""),
+        Some(r) => format!("registrar = {}", shared::conf::toml_string(r)),
         None => {
             "# registrar = \"https://registrar.example:8443\"   # none: found by mDNS (_brski-registrar._tcp)"
                 .into()

@@ -53,58 +53,96 @@ pub struct InitOptions {
 /// Creates the state directory; refuses to overwrite an existing configuration.
 pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
     let config = o.dir.join(CONFIG_FILE);
-    if config.exists() {
-        return Err(InitError(format!("{} exists; refusing to overwrite a registrar", config.display())));
-    }
+    check_options(o, &config)?;
     std::fs::create_dir_all(&o.dir).map_err(|x| InitError(format!("{}: {x}", o.dir.display())))?;
     // A named registrar key is opened (PIN, token) before any key or certificate is written.
     let named_registrar_key = match &o.registrar_key {
-        Some(uri) => {
-            let resolved = RegistrarFile::resolve_key(&config, uri);
-            Some((load_signer(&resolved).map_err(|x| e("registrar_key")(x.to_string()))?, uri.clone()))
-        }
+        Some(uri) => Some((named_key(&config, uri, "registrar_key")?, uri.clone())),
         None => None,
     };
-    let (ca_key, ca_key_uri): (Box<dyn Signer>, String) = match &o.domain_ca_key {
-        Some(uri) => {
-            let resolved = RegistrarFile::resolve_key(&config, uri);
-            (load_signer(&resolved).map_err(|x| e("domain_ca_key")(x.to_string()))?, uri.clone())
-        }
-        None => {
-            let key = generate_key_file(&o.dir.join("domain-ca.key"), Algorithm::Es256)
-                .map_err(|x| e("domain-ca.key")(x.to_string()))?;
-            (Box::new(key), "file:domain-ca.key".to_string())
-        }
+    let (ca_key, ca_key_uri) = match &o.domain_ca_key {
+        Some(uri) => (named_key(&config, uri, "domain_ca_key")?, uri.clone()),
+        None => new_key(&o.dir, "domain-ca.key")?,
     };
     let ca_cert = pki::create_ca(&o.domain_subject, &ca_key, 3650 * DAY, Some(0))
         .map_err(|x| e("domain CA")(x.to_string()))?;
     write_pem(&o.dir.join("domain-ca.pem"), std::slice::from_ref(&ca_cert))?;
     let ca = CertificateAuthority::new(ca_cert, ca_key).map_err(|x| e("domain CA")(x.to_string()))?;
-    let (key, key_uri): (Box<dyn Signer>, String) = match named_registrar_key {
+    let (key, key_uri) = match named_registrar_key {
         Some(named) => named,
-        None => {
-            let key = generate_key_file(&o.dir.join("registrar.key"), Algorithm::Es256)
-                .map_err(|x| e("registrar.key")(x.to_string()))?;
-            (Box::new(key), "file:registrar.key".to_string())
-        }
+        None => new_key(&o.dir, "registrar.key")?,
     };
     let cert = issue_registrar_cert(&ca, key.as_ref(), &o.names)?;
     write_pem(&o.dir.join("registrar.pem"), &[cert])?;
-    let mut manufacturers = String::new();
+    let manufacturers = manufacturers_section(o)?;
+    let text = format!("{}{}", agent_policy_line(o)?, config_text(o, &ca_key_uri, &key_uri, &manufacturers));
+    // A PIN written into a key URI makes the configuration a secret: readable by its owner only.
+    let secret = [&ca_key_uri, &key_uri].iter().any(|u| redact_pin(u) != **u);
+    write_config(&config, &text, secret)?;
+    Ok(config)
+}
+
+/// What `init` refuses before it writes anything: an existing registrar, and manufacturer
+/// names that would not make a plain file name (`manufacturer-<name>.pem` in the state).
+fn check_options(o: &InitOptions, config: &Path) -> Result<(), InitError> {
+    if config.exists() {
+        return Err(InitError(format!("{} exists; refusing to overwrite a registrar", config.display())));
+    }
+    for (name, _) in &o.manufacturers {
+        let plain = (1..=64).contains(&name.len())
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return Err(InitError(format!(
+                "manufacturer name {name:?}: use 1 to 64 characters of A-Z a-z 0-9 . _ - (not starting with .)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A key named by a key URI (relative `file:` paths against the config file's directory).
+fn named_key(config: &Path, uri: &str, what: &str) -> Result<Box<dyn Signer>, InitError> {
+    load_signer(&RegistrarFile::resolve_key(config, uri)).map_err(|x| e(what)(x.to_string()))
+}
+
+/// A new P-256 key in the file `name` of `dir` (0600), and its key URI.
+fn new_key(dir: &Path, name: &str) -> Result<(Box<dyn Signer>, String), InitError> {
+    let key = generate_key_file(&dir.join(name), Algorithm::Es256).map_err(|x| e(name)(x.to_string()))?;
+    Ok((Box::new(key), format!("file:{name}")))
+}
+
+/// Copies each manufacturer's anchors into the state and returns their `[[manufacturer]]`
+/// tables (or a commented example without any).
+fn manufacturers_section(o: &InitOptions) -> Result<String, InitError> {
+    let mut text = String::new();
     for (name, file) in &o.manufacturers {
         let target = format!("manufacturer-{name}.pem");
         std::fs::copy(file, o.dir.join(&target))
             .map_err(|x| InitError(format!("{}: {x}", file.display())))?;
-        manufacturers.push_str(&format!("\n[[manufacturer]]\nname = \"{name}\"\nidevid_anchors = \"{target}\"\n# masa_url = \"https://masa.example:9443\"   # override the IDevID's MASA URL\n# masa_anchors = \"masa-tls-ca.pem\"          # anchors for the MASA's TLS (default: idevid_anchors)\n"));
+        text.push_str(&format!(
+            "\n[[manufacturer]]\nname = {}\nidevid_anchors = {}\n\
+             # masa_url = \"https://masa.example:9443\"   # override the IDevID's MASA URL\n\
+             # masa_anchors = \"masa-tls-ca.pem\"          # anchors for the MASA's TLS (default: idevid_anchors)\n",
+            toml_string(name),
+            toml_string(&target),
+        ));
     }
-    if manufacturers.is_empty() {
-        manufacturers = "\n# Add at least one trusted manufacturer:\n# [[manufacturer]]\n# name = \"example\"\n# idevid_anchors = \"manufacturer-ca.pem\"\n".into();
+    if text.is_empty() {
+        text = "\n# Add at least one trusted manufacturer:\n# [[manufacturer]]\n# name = \"example\"\n\
+                # idevid_anchors = \"manufacturer-ca.pem\"\n"
+            .into();
     }
-    let text = format!(
+    Ok(text)
+}
+
+/// The commented `registrar.toml` (after the agent policy line).
+fn config_text(o: &InitOptions, ca_key_uri: &str, key_uri: &str, manufacturers: &str) -> String {
+    format!(
         "# brski registrar configuration (written by `brski registrar init`).\n\
          # Relative paths are relative to this file.\n\n\
          # Address the registrar (BRSKI and EST on one TLS port) listens on.\n\
-         listen = \"{}\"\n\n\
+         listen = {}\n\n\
          # Domain CA that issues LDevIDs, and the registrar's own TLS certificate (cmcRA).\n\
          domain_ca_cert = \"domain-ca.pem\"\ndomain_ca_key = {}\n\
          registrar_cert = \"registrar.pem\"\nregistrar_key = {}\n\n\
@@ -126,15 +164,10 @@ pub fn init(o: &InitOptions) -> Result<PathBuf, InitError> {
          # mdns_instance = \"brski-registrar-campus\"   # instance name (default: brski-registrar-<hostname>)\n\
          # mdns_hostname = \"registrar1.local.\"        # address-record host (default: <hostname>-brski.local.)\n\
          {manufacturers}",
-        o.listen,
-        toml_string(&ca_key_uri),
-        toml_string(&key_uri),
-    );
-    let text = format!("{}{text}", agent_policy_line(o)?);
-    // A PIN written into a key URI makes the configuration a secret: readable by its owner only.
-    let secret = [&ca_key_uri, &key_uri].iter().any(|u| redact_pin(u) != **u);
-    write_config(&config, &text, secret)?;
-    Ok(config)
+        toml_string(&o.listen.to_string()),
+        toml_string(ca_key_uri),
+        toml_string(key_uri),
+    )
 }
 
 /// Writes `agent-policy.toml` (commented) and returns the config line that enables it (or a
@@ -295,7 +328,41 @@ fn store_label(location: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::store_label;
+    use super::*;
+
+    fn options(dir: &Path, manufacturer: &str, anchors: PathBuf) -> InitOptions {
+        InitOptions {
+            dir: dir.to_path_buf(),
+            domain_subject: "CN=Test Domain CA".into(),
+            names: vec!["127.0.0.1".into()],
+            listen: "127.0.0.1:8443".parse().unwrap(),
+            manufacturers: vec![(manufacturer.into(), anchors)],
+            trust_domain: None,
+            domain_ca_key: None,
+            registrar_key: None,
+        }
+    }
+
+    /// The name went unescaped into registrar.toml and into a file name: a quote broke the
+    /// TOML, a slash wrote outside the state directory. Both are refused before anything is
+    /// written; a plain name is written as a TOML string that reads back the same.
+    #[test]
+    fn manufacturer_names_are_plain_file_names_and_toml_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        let anchors = dir.path().join("anchors.pem");
+        std::fs::write(&anchors, "").unwrap();
+        for bad in ["../../escape", "a/b", "x\"\nevil = 1", ".hidden", ""] {
+            let state = dir.path().join("bad");
+            let err = init(&options(&state, bad, anchors.clone())).unwrap_err();
+            assert!(err.0.contains("manufacturer name"), "{bad:?}: {err}");
+            assert!(!state.exists(), "{bad:?}: nothing is written");
+        }
+        let state = dir.path().join("good");
+        let config = init(&options(&state, "acme-1.0_x", anchors)).unwrap();
+        let file = RegistrarFile::load(&config).unwrap();
+        assert_eq!(file.manufacturers[0].name, "acme-1.0_x");
+        assert!(state.join("manufacturer-acme-1.0_x.pem").exists());
+    }
 
     #[test]
     fn store_label_hides_the_password() {

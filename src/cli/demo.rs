@@ -263,13 +263,13 @@ pub(super) fn owner_dir(dir: &Path, name: &str, id: &str) -> anyhow::Result<Path
 /// The agent policy: any proxy may ask for `agent/*`; alice owns them with models 1 and 3; the
 /// gateway owns them with model 2.
 pub(super) fn policy(alice: &Path, gateway: &Path) -> String {
-    let key = |d: &Path| d.join(owner::PUBLIC_FILE).display().to_string();
+    let key = |d: &Path| shared::conf::toml_string(&d.join(owner::PUBLIC_FILE).display().to_string());
     format!(
         "trust_domain = \"{TRUST_DOMAIN}\"\nmax_ttl_secs = 3600\nsubject_template = \"CN={{name}},O={{org}},OU={{unit}}\"\n\n\
          [[proxy]]\nserial = \"*\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\n\
-         [[owner]]\nid = \"{ALICE}\"\nkid = \"alice-1\"\nkey = \"{}\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\
+         [[owner]]\nid = \"{ALICE}\"\nkid = \"alice-1\"\nkey = {}\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\
          models = [\"agent-mediated\", \"server-mediated\"]\norganization = \"Campus\"\nunit = \"Research\"\n\n\
-         [[owner]]\nid = \"{GATEWAY}\"\nkid = \"gateway-1\"\nkey = \"{}\"\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\
+         [[owner]]\nid = \"{GATEWAY}\"\nkid = \"gateway-1\"\nkey = {}\nagents = [\"wimse://{TRUST_DOMAIN}/agent/*\"]\n\
          models = [\"owner-mediated\"]\n",
         key(alice),
         key(gateway)

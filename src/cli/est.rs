@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use est::client::{Enrollment, EstClient, EstConnection};
 use est::tls::{client_config, ServerTrust};
+use shared::conf::toml_string;
 use shared::keys::{Algorithm, Signer, SoftwareKey};
 use shared::pki::{self, San};
 use std::path::{Path, PathBuf};
@@ -549,16 +550,16 @@ fn est_init(a: &EstInitArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} exists; refusing to overwrite it", path.display());
     }
     std::fs::create_dir_all(&a.dir)?;
-    let names = a.names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
+    let names = a.names.iter().map(|n| toml_string(n)).collect::<Vec<_>>().join(", ");
     let text = format!(
         "# brski EST server (written by `brski est init`): brski est serve --config {}\n\
          # Relative paths are relative to this file; unknown keys are errors naming the key.\n\n\
-         listen = {:?}\n\
+         listen = {}\n\
          # Directory of the store (brski.db: every issued certificate, the audit log).\n\
          state = \".\"\n\n\
          [ca]\ncert = \"ca.pem\"\nkey = \"file:ca.key\"\n\
          # The CA is created on first start when the two files above do not exist yet.\n\
-         create_subject = {:?}\n\n\
+         create_subject = {}\n\n\
          [tls]\ncert = \"server.pem\"\nkey = \"file:server.key\"\n\
          # The server certificate is issued from the CA on first start, for these names.\n\
          names = [{names}]\n\n\
@@ -570,8 +571,8 @@ fn est_init(a: &EstInitArgs) -> anyhow::Result<()> {
          [labels.default.users]\n\
          # name = \"<argon2 hash from `brski est hash-password`>\"\n",
         path.display(),
-        a.listen,
-        a.ca_subject,
+        toml_string(&a.listen.to_string()),
+        toml_string(&a.ca_subject),
     );
     std::fs::write(&path, text)?;
     println!("wrote {}", path.display());

@@ -21,7 +21,7 @@ pub(crate) fn base64_response(content_type: &'static str, der: &[u8]) -> Respons
 pub(crate) async fn read_csr(st: &ServerState, req: Request) -> Result<Verified<Csr>, EstError> {
     let ct =
         req.headers().get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).to_string());
-    let essence = ct.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let essence = ct.as_deref().map(shared::brski::media::essence);
     if essence.as_deref() != Some(wire::MEDIA_PKCS10) {
         return Err(EstError::UnsupportedMediaType(ct.unwrap_or_else(|| "(none)".into())));
     }

@@ -120,7 +120,7 @@ async fn request_voucher(State(st): State<Arc<ServerState>>, req: Request) -> Re
     let started = std::time::Instant::now();
     let work = async {
         let format = media::request_format(facts.content_type.as_deref())?;
-        let body = read_limited(body, st.masa.config().body_limit).await?;
+        let body = read_body(body, st.masa.config().body_limit).await?;
         let answer = media::voucher_format(facts.accept.as_deref())?;
         let peer = facts.peer.as_deref().map_err(|e| MasaError::ClientCertRejected(e.to_string()))?;
         let approved = check_voucher_request(&st.masa, &body, format, peer, &mut seen).await?;
@@ -143,7 +143,7 @@ async fn request_audit_log(State(st): State<Arc<ServerState>>, req: Request) -> 
     let mut seen = Seen::default();
     let work = async {
         let format = media::request_format(facts.content_type.as_deref())?;
-        let body = read_limited(body, st.masa.config().body_limit).await?;
+        let body = read_body(body, st.masa.config().body_limit).await?;
         let log = audit::check_audit_log_request(&st.masa, &body, format, &mut seen).await?;
         tracing::info!(serial = ?seen.serial, events = log.events.len(), "audit log served");
         Ok::<_, MasaError>(log.to_json())
@@ -179,7 +179,7 @@ async fn refuse(st: &ServerState, action: &str, seen: &Seen, facts: &Facts, e: M
 
 /// Reads the body within `limit` and the default timeout (the one reader of every server), as
 /// a [`MasaError`].
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, MasaError> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, MasaError> {
     est::http::read_body(body, BodyLimits::new(limit)).await.map_err(|e| match e {
         BodyError::TooLarge(n) => MasaError::PayloadTooLarge(n),
         BodyError::Timeout(t) => MasaError::BodyTimeout(t.as_secs()),

@@ -66,13 +66,13 @@ impl From<&BodyError> for Reason {
 /// Reads `body` within `limits`. Past the size limit the rest is drained (up to [`MAX_DRAIN`]
 /// more, still within the timeout) and [`BodyError::TooLarge`] returned.
 pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, BodyError> {
-    match tokio::time::timeout(limits.timeout, read_limited(body, limits.max_bytes)).await {
+    match tokio::time::timeout(limits.timeout, collect_limited(body, limits.max_bytes)).await {
         Ok(r) => r,
         Err(_) => Err(BodyError::Timeout(limits.timeout)),
     }
 }
 
-async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
     let mut buf = BytesMut::new();
     let mut over = false;
     let mut drained = 0usize;

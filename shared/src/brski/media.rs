@@ -135,10 +135,11 @@ pub fn voucher_formats(accept: &str, offered: &[Format]) -> Vec<Format> {
     scored.into_iter().map(|(_, _, f)| f).collect()
 }
 
-/// Whether an `Accept` header names `essence` itself (not through a wildcard) with a quality
+/// Whether an `Accept` header names `media_type` itself (not through a wildcard; any case) with a quality
 /// above 0, e.g. whether a client asked for RFC 9457 problem JSON.
-pub fn names_acceptable(accept: &str, essence: &str) -> bool {
-    parse_accept(accept).iter().any(|r| r.essence == essence && r.q > 0)
+pub fn names_acceptable(accept: &str, media_type: &str) -> bool {
+    let wanted = essence(media_type);
+    parse_accept(accept).iter().any(|r| r.essence == wanted && r.q > 0)
 }
 
 #[cfg(test)]
@@ -248,8 +249,10 @@ mod tests {
 
     #[test]
     fn problem_json_named() {
-        let pj = "application/problem+json";
-        assert!(names_acceptable(&format!("application/voucher-cms+json, {pj}"), pj));
+        // Media types compare case-insensitively (RFC 9110 §8.3.1); the lower-case spelling
+        // lives once in the house, as est::http::MEDIA_PROBLEM.
+        let pj = "Application/Problem+JSON";
+        assert!(names_acceptable("application/voucher-cms+json, application/PROBLEM+json", pj));
         assert!(!names_acceptable(&format!("{pj};q=0"), pj));
         assert!(!names_acceptable("*/*", pj));
         assert!(!names_acceptable("", pj));

@@ -7,6 +7,8 @@
 //!   peer-chain rule ([`ConnectionInfo::peer_chain`]: whole or refused);
 //! * `accept`: the accept loop ([`serve`]) with its handshake and header timeouts;
 //! * `body`: the one request-body reader ([`read_body`]) with a size and a time limit;
+//! * `work`: [`WorkBound`], the bound on expensive checks (password hashes, ...): 503 when busy;
+//! * `failures`: [`FailureLimiter`], failed authentications per address and user name: 429;
 //! * `observe`: request ids, Prometheus metrics, `/metrics`, `/healthz`, `/readyz` ([`observed`]);
 //! * `problem`: [`Problem`] (RFC 9457 §3 members, the `reason` extension member and the
 //!   headers some statuses need), its one [`IntoResponse`](axum::response::IntoResponse), the
@@ -24,15 +26,19 @@
 mod accept;
 mod body;
 mod connection;
+mod failures;
 mod observe;
 mod problem;
 mod reason;
 mod tls;
+mod work;
 
 pub use accept::{serve, serve_with, ServeOptions};
 pub use body::{read_body, BodyError, BodyLimits, DEFAULT_BODY_TIMEOUT, MAX_DRAIN};
 pub use connection::{ConnectionInfo, PeerChainError};
+pub use failures::{FailureLimiter, FailureLimits, TooManyFailures};
 pub use observe::{observed, ReadyCheck, REQUEST_ID};
 pub use problem::{Area, Problem, MEDIA_PROBLEM, PROBLEM_TYPE_PREFIX};
 pub use reason::Reason;
 pub use tls::{server_tls_config, server_tls_config_with_signer};
+pub use work::{Busy, WorkBound, DEFAULT_WORK_WAIT};

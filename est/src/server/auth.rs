@@ -5,10 +5,10 @@
 use super::config::{AuthRequirement, LabelPolicy};
 use super::credential_cache::CredentialCache;
 use super::error::EstError;
-use super::password::verify_password;
+use super::password::PasswordChecks;
 use super::state::ServerState;
 use crate::authority::Identity;
-use crate::http::ConnectionInfo;
+use crate::http::{ConnectionInfo, FailureLimiter};
 use axum::http::{header, HeaderMap};
 use shared::pki::verify_chain;
 use std::time::Instant;
@@ -71,28 +71,84 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>
     Some(decoded.and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))).ok_or(()))
 }
 
-/// Checks Basic credentials against the label's users (argon2 off the async threads).
-/// Credentials that passed argon2 on this label less than the cache's TTL ago are accepted
-/// from `cache` without argon2; a miss runs argon2 as always, and only a success is cached.
+/// Why Basic credentials did not authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BasicFailure {
+    /// Unknown user, wrong password or a malformed header (401).
+    Wrong,
+    /// Refused before checking: too many failures (429), or no slot for argon2 (503).
+    Refused(EstError),
+}
+
+/// What a Basic check runs under: the cache of recently verified credentials, the bound on
+/// argon2 checks at once, and the failure counters.
+pub(crate) struct BasicGuards<'a> {
+    pub(crate) cache: &'a CredentialCache,
+    pub(crate) work: &'a PasswordChecks,
+    pub(crate) failures: &'a FailureLimiter,
+}
+
+impl<'a> BasicGuards<'a> {
+    /// The server's guards.
+    pub(crate) fn of(st: &'a ServerState) -> Self {
+        BasicGuards { cache: &st.verified_basic, work: &st.password_checks, failures: &st.failures }
+    }
+}
+
+/// Checks Basic credentials against the label's users. In order, so that a flood costs as
+/// little as possible: credentials that passed argon2 on this label less than the cache's TTL
+/// ago are accepted from the cache; past the failure limits of the client `address` or the
+/// user name, 429 without argon2; otherwise argon2 under the work bound (503 when no slot is
+/// free in time). Every attempt counts as a failure until it succeeds; only a success is cached.
 async fn check_basic(
-    cache: &CredentialCache,
+    g: &BasicGuards<'_>,
     policy: &LabelPolicy,
     label: &str,
     headers: &HeaderMap,
-) -> Option<Result<String, ()>> {
+    address: &str,
+) -> Option<Result<String, BasicFailure>> {
     let creds = basic_credentials(headers)?;
-    let Ok((user, pass)) = creds else { return Some(Err(())) };
-    let Some(phc) = policy.basic_users.get(&user).cloned() else { return Some(Err(())) };
+    let now = Instant::now();
+    let Ok((user, pass)) = creds else {
+        return Some(Err(match g.failures.attempt(address, "", now) {
+            Ok(()) => BasicFailure::Wrong,
+            Err(e) => BasicFailure::Refused(e.into()),
+        }));
+    };
     let key = CredentialCache::key(label, &user, &pass);
-    if key.is_some_and(|k| cache.contains(&k, Instant::now())) {
+    if key.is_some_and(|k| g.cache.contains(&k, now)) {
         return Some(Ok(user));
     }
-    let ok = tokio::task::spawn_blocking(move || verify_password(&phc, &pass)).await.unwrap_or(false);
-    if let (true, Some(k)) = (ok, key) {
-        cache.insert(k, Instant::now());
+    let named = format!("{label}\u{0}{user}");
+    if let Err(e) = g.failures.attempt(address, &named, now) {
+        return Some(Err(BasicFailure::Refused(e.into())));
     }
-    Some(if ok { Ok(user) } else { Err(()) })
+    // An unknown user costs argon2 too (against a fixed hash), so timing does not tell
+    // which user names exist.
+    let known = policy.basic_users.get(&user).cloned();
+    let phc = known.clone().unwrap_or_else(|| UNKNOWN_USER_PHC.to_string());
+    let ok = match g.work.verify(phc, pass).await {
+        Ok(ok) => ok && known.is_some(),
+        Err(busy) => {
+            // Not checked, so not a failure of the client's.
+            g.failures.succeeded(address, &named);
+            return Some(Err(BasicFailure::Refused(busy.into())));
+        }
+    };
+    if !ok {
+        return Some(Err(BasicFailure::Wrong));
+    }
+    g.failures.succeeded(address, &named);
+    if let Some(k) = key {
+        g.cache.insert(k, Instant::now());
+    }
+    Some(Ok(user))
 }
+
+/// An argon2id hash (default parameters) of a random password nobody knows: what an unknown
+/// user's password is checked against.
+const UNKNOWN_USER_PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$1yfA8WWpJEF04yyaaMsZrw$3LawIcm2dFaMULQ9rnwmtHtHes67SgHQ+/PV7kSxpAU";
 
 /// Authenticates simpleenroll / serverkeygen per the label's [`AuthRequirement`].
 pub(crate) async fn authenticate_enroll(
@@ -110,7 +166,10 @@ pub(crate) async fn authenticate_enroll(
     };
     let basic = match policy.auth {
         AuthRequirement::ClientCert => None,
-        _ => check_basic(&st.verified_basic, policy, label, headers).await,
+        _ => {
+            let address = conn.remote.map(|r| r.ip().to_string()).unwrap_or_default();
+            check_basic(&BasicGuards::of(st), policy, label, headers, &address).await
+        }
     };
     let mut id = Identity::default();
     if let Some(Ok(leaf)) = &cert {
@@ -126,7 +185,8 @@ pub(crate) async fn authenticate_enroll(
         _ => EstError::ClientCertRequired("a TLS client certificate is required for this label".into()),
     };
     let basic_problem = || match &basic {
-        Some(Err(())) => EstError::AuthRequired("wrong user name or password".into()),
+        Some(Err(BasicFailure::Wrong)) => EstError::AuthRequired("wrong user name or password".into()),
+        Some(Err(BasicFailure::Refused(e))) => e.clone(),
         _ => EstError::AuthRequired("HTTP Basic credentials are required".into()),
     };
     let cert_ok = id.client_cert_subject.is_some();
@@ -137,7 +197,7 @@ pub(crate) async fn authenticate_enroll(
         AuthRequirement::Both if !cert_ok => Err(cert_problem()),
         AuthRequirement::Both if !basic_ok => Err(basic_problem()),
         AuthRequirement::Either if !cert_ok && !basic_ok => match (&basic, &cert) {
-            (Some(Err(())), _) => Err(basic_problem()),
+            (Some(Err(_)), _) => Err(basic_problem()),
             (_, Some(Err(r))) => Err(EstError::AuthRequired(format!(
                 "client certificate refused ({r}); present a valid certificate or HTTP Basic credentials"
             ))),
@@ -177,6 +237,7 @@ pub(crate) async fn authenticate_reenroll(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::WorkBound;
     use crate::server::password::hash_password;
     use axum::http::HeaderValue;
     use shared::pki::Profile;
@@ -194,23 +255,64 @@ mod tests {
         let mut policy = LabelPolicy::new(Profile::end_entity(Duration::from_secs(60)));
         policy.basic_users.insert("alice".into(), hash_password("s3cret").unwrap());
         let cache = CredentialCache::default();
+        let (work, failures) = (
+            PasswordChecks::new(WorkBound::new(1, Duration::from_secs(5))),
+            FailureLimiter::new(Default::default()),
+        );
+        let g = BasicGuards { cache: &cache, work: &work, failures: &failures };
 
-        let wrong = check_basic(&cache, &policy, "", &basic("alice", "wrong")).await;
-        assert_eq!(wrong, Some(Err(())));
+        let wrong = check_basic(&g, &policy, "", &basic("alice", "wrong"), "a").await;
+        assert_eq!(wrong, Some(Err(BasicFailure::Wrong)));
         assert_eq!(cache.len(), 0, "a failed check is not cached");
 
-        let ok = check_basic(&cache, &policy, "", &basic("alice", "s3cret")).await;
+        let ok = check_basic(&g, &policy, "", &basic("alice", "s3cret"), "a").await;
         assert_eq!(ok, Some(Ok("alice".to_string())));
         assert_eq!(cache.len(), 1);
 
         // Make argon2 fail for everyone: only a cache hit can still accept alice now.
         policy.basic_users.insert("alice".into(), "not a PHC string".into());
-        let hit = check_basic(&cache, &policy, "", &basic("alice", "s3cret")).await;
+        let hit = check_basic(&g, &policy, "", &basic("alice", "s3cret"), "a").await;
         assert_eq!(hit, Some(Ok("alice".to_string())), "served from the cache, argon2 skipped");
-        let wrong = check_basic(&cache, &policy, "", &basic("alice", "wrong")).await;
-        assert_eq!(wrong, Some(Err(())), "a wrong password misses the cache and fails argon2");
-        let other_label = check_basic(&cache, &policy, "lab", &basic("alice", "s3cret")).await;
-        assert_eq!(other_label, Some(Err(())), "entries are per label");
+        let wrong = check_basic(&g, &policy, "", &basic("alice", "wrong"), "a").await;
+        assert_eq!(
+            wrong,
+            Some(Err(BasicFailure::Wrong)),
+            "a wrong password misses the cache and fails argon2"
+        );
+        let other_label = check_basic(&g, &policy, "lab", &basic("alice", "s3cret"), "a").await;
+        assert_eq!(other_label, Some(Err(BasicFailure::Wrong)), "entries are per label");
         assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn past_the_failure_limit_no_argon2_runs_and_the_answer_is_429() {
+        let mut policy = LabelPolicy::new(Profile::end_entity(Duration::from_secs(60)));
+        policy.basic_users.insert("alice".into(), hash_password("s3cret").unwrap());
+        let cache = CredentialCache::default();
+        let limits =
+            crate::http::FailureLimits { per_address: 2, per_user: 100, window: Duration::from_secs(60) };
+        let (work, failures) =
+            (PasswordChecks::new(WorkBound::new(1, Duration::from_secs(5))), FailureLimiter::new(limits));
+        let g = BasicGuards { cache: &cache, work: &work, failures: &failures };
+        // alice verified before the flood: the cache still answers her.
+        assert_eq!(
+            check_basic(&g, &policy, "", &basic("alice", "s3cret"), "10.0.0.1").await,
+            Some(Ok("alice".into()))
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                check_basic(&g, &policy, "", &basic("mallory", "x"), "10.0.0.1").await,
+                Some(Err(BasicFailure::Wrong))
+            );
+        }
+        let refused = check_basic(&g, &policy, "", &basic("alice", "guess"), "10.0.0.1").await;
+        assert!(
+            matches!(refused, Some(Err(BasicFailure::Refused(EstError::TooManyFailures(_))))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            check_basic(&g, &policy, "", &basic("alice", "s3cret"), "10.0.0.1").await,
+            Some(Ok("alice".into()))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Server configuration: per-label policy (profile, key algorithms, who may enroll, channel
 //! binding, serverkeygen) and request limits, checked before the router is built.
 
+use crate::http::FailureLimits;
 use crate::keypackage::SharedKey;
 use shared::keys::Algorithm;
 use shared::pki::Profile;
@@ -90,6 +91,12 @@ pub struct EstServerConfig {
     pub body_timeout: Duration,
     /// Longest time one request may take in total, authority calls included (503 after).
     pub request_timeout: Duration,
+    /// Failed HTTP Basic authentications allowed per client address and per user name (429
+    /// with Retry-After past them, before any password hash runs).
+    pub auth_failures: FailureLimits,
+    /// Password checks (argon2) running at once: 0 means one per CPU. A request that waits
+    /// longer than [`DEFAULT_WORK_WAIT`](crate::http::DEFAULT_WORK_WAIT) for one gets 503.
+    pub password_checks: usize,
 }
 
 impl Default for EstServerConfig {
@@ -99,6 +106,8 @@ impl Default for EstServerConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             body_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
+            auth_failures: FailureLimits::default(),
+            password_checks: 0,
         }
     }
 }

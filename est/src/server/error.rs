@@ -96,6 +96,12 @@ pub enum EstError {
     /// The request took longer than allowed.
     #[error("the request took too long to process")]
     Timeout,
+    /// Too many failed authentications from this address or for this user name (429).
+    #[error("{0}")]
+    TooManyFailures(#[from] crate::http::TooManyFailures),
+    /// No slot for the password check within the wait (503).
+    #[error("{0}")]
+    Busy(#[from] crate::http::Busy),
     /// A bug or a failure the client cannot fix (details only in the server log).
     #[error("internal error: {0}")]
     Internal(String),
@@ -145,6 +151,10 @@ impl EstError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Certificate authority unavailable")
             }
             Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request processing timed out"),
+            TooManyFailures(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too-many-failures", "Too many failed authentications")
+            }
+            Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Server busy"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }
     }
@@ -178,6 +188,8 @@ impl From<&EstError> for Problem {
         let p = Problem::new(Area::Est, slug, status, e.detail()).with_title(title);
         match e {
             EstError::AuthRequired(_) => p.with_www_authenticate(WWW_AUTHENTICATE_BASIC),
+            EstError::TooManyFailures(t) => p.with_retry_after(t.retry_after),
+            EstError::Busy(b) => p.with_retry_after(b.retry_after),
             EstError::MethodNotAllowed { allow, .. } => p.with_allow(allow),
             _ => p,
         }

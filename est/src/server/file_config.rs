@@ -3,6 +3,7 @@
 //! label. Relative paths are relative to the file's directory.
 
 use super::config::{AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy};
+use crate::http::FailureLimits;
 use crate::keypackage::SharedKey;
 use const_oid::ObjectIdentifier;
 use serde::Deserialize;
@@ -33,6 +34,42 @@ pub struct EstFileConfig {
     pub tls: TlsSection,
     /// CA labels; the label `default` is served at `/.well-known/est/<operation>`.
     pub labels: BTreeMap<String, LabelSection>,
+    /// `[limits]`: bounds on what one client may cost (all optional).
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[limits]`: failed-authentication limits and the bound on password checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Failed HTTP Basic authentications per client address and minute (429 past it; 0: none).
+    #[serde(default = "default_failures_per_address")]
+    pub auth_failures_per_address: u32,
+    /// Failed HTTP Basic authentications per user name and minute (429 past it; 0: none).
+    #[serde(default = "default_failures_per_user")]
+    pub auth_failures_per_user: u32,
+    /// argon2 checks running at once (each holds ~19 MiB); 0: one per CPU.
+    #[serde(default)]
+    pub password_checks: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            auth_failures_per_address: default_failures_per_address(),
+            auth_failures_per_user: default_failures_per_user(),
+            password_checks: 0,
+        }
+    }
+}
+
+fn default_failures_per_address() -> u32 {
+    FailureLimits::default().per_address
+}
+
+fn default_failures_per_user() -> u32 {
+    FailureLimits::default().per_user
 }
 
 /// `[ca]`: an existing CA, or one created on first start when `create_subject` is set.
@@ -145,6 +182,9 @@ impl EstFileConfig {
     /// The server configuration: label policies, with `ca` as the default client anchor.
     pub fn server_config(&self, ca: &Certificate) -> Result<EstServerConfig, ConfigError> {
         let mut config = EstServerConfig::default();
+        config.auth_failures.per_address = self.limits.auth_failures_per_address;
+        config.auth_failures.per_user = self.limits.auth_failures_per_user;
+        config.password_checks = self.limits.password_checks;
         for (name, section) in &self.labels {
             let label = if name == "default" { "" } else { name.as_str() };
             config = config.with_label(

@@ -35,7 +35,7 @@ pub use config::{
     AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT, OPERATIONS,
 };
 pub use error::{EstError, WWW_AUTHENTICATE_BASIC};
-pub use file_config::{CaSection, EstFileConfig, LabelSection, TlsSection};
+pub use file_config::{CaSection, EstFileConfig, LabelSection, LimitsSection, TlsSection};
 pub use handlers::serverkeygen::{ASYMM_DECRYPT_KEY_ID, DECRYPT_KEY_ID};
 pub use password::{hash_password, verify_password};
 pub use routes::router;

@@ -1,0 +1,155 @@
+//! Hostile clients against `brski est serve` as a real process on loopback: floods of wrong
+//! HTTP Basic passwords. Each password check is argon2 (~19 MiB, tens of ms); before the work
+//! bound and the failure limits, 400 such requests 100 at a time took the server to 7.7 GB.
+//! Here the server's peak resident memory (VmHWM) must stay under 150 MB, every flooding
+//! client must get a precise answer (401, 429 or 503, never a reset), and a real client must
+//! still enroll during the flood.
+
+use est::client::{ClientError, Enrollment, EstClient};
+use est::tls::{client_config, ServerTrust};
+use shared::keys::{Algorithm, SoftwareKey};
+use shared::pki;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A server process; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
+            .args(args)
+            .env("MALLOC_ARENA_MAX", std::env::var("T_ARENA").unwrap_or("8".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start brski est serve");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let url =
+            first.split_whitespace().find(|t| t.starts_with("https://")).unwrap_or_default().to_string();
+        assert!(url.starts_with("https://127.0.0.1:"), "banner: {first}");
+        Server { child, url }
+    }
+
+    /// Peak resident memory so far, in MiB (VmHWM of /proc/<pid>/status).
+    fn peak_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+    }
+}
+
+fn client(url: &str, ca: &Path, user: &str, password: &str) -> EstClient {
+    let anchors = pki::certs_from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    let tls = client_config(&ServerTrust::Explicit(anchors), None).unwrap();
+    EstClient::new(url, None, tls).unwrap().with_basic(user, password).with_timeout(Duration::from_secs(60))
+}
+
+fn csr() -> Vec<u8> {
+    let key = SoftwareKey::generate(Algorithm::Es256).unwrap();
+    pki::build_csr(&pki::parse_name("CN=flood").unwrap(), &[], &key).unwrap()
+}
+
+/// One enrollment on a new connection: the status the client saw (200 when issued).
+async fn enroll(c: &EstClient, csr: &[u8]) -> u16 {
+    let mut conn = match c.connect().await {
+        Ok(conn) => conn,
+        Err(e) => panic!("connect: {e}"),
+    };
+    match conn.simpleenroll(csr).await {
+        Ok(Enrollment::Done(_)) => 200,
+        Ok(Enrollment::Pending { .. }) => 202,
+        Err(ClientError::Status { status, .. }) => status.as_u16(),
+        Err(e) => panic!("the client saw no HTTP answer: {e}"),
+    }
+}
+
+/// `n` wrong-password enrollments at once while `good` enrolls; the statuses seen, counted.
+async fn flood(url: &str, ca: &Path, n: usize, good: &EstClient) -> BTreeMap<u16, usize> {
+    let bad = client(url, ca, "dev", "wrong-password");
+    let csr = csr();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (bad, csr) = (bad.clone(), csr.clone());
+            tokio::spawn(async move { enroll(&bad, &csr).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(enroll(good, &csr).await, 200, "a client with verified credentials enrolls during the flood");
+    let mut seen = BTreeMap::new();
+    for t in tasks {
+        *seen.entry(t.await.unwrap()).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn a_wrong_password_flood_is_answered_429_within_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    let srv = Server::start(&[
+        "est",
+        "serve",
+        "--dev",
+        "--state",
+        s,
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "dev",
+        "--password",
+        "s3cret",
+    ]);
+    let ca = state.join("ca.pem");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let good = client(&srv.url, &ca, "dev", "s3cret");
+    assert_eq!(rt.block_on(enroll(&good, &csr())), 200);
+    let seen = rt.block_on(flood(&srv.url, &ca, 200, &good));
+    let peak = srv.peak_mib();
+    println!("statuses {seen:?}, server peak {peak} MiB");
+    assert!(seen.keys().all(|s| [401, 429, 503].contains(s)), "{seen:?}");
+    assert!(seen.get(&429).copied().unwrap_or(0) >= 150, "past 20 failures the address gets 429: {seen:?}");
+    assert!(peak < 150, "server peak {peak} MiB");
+}
+
+#[test]
+fn without_failure_limits_the_work_bound_alone_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/est/est-serve.example.toml")).unwrap();
+    let config = example
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("auth_failures_per_address = 20", "auth_failures_per_address = 0")
+        .replace("auth_failures_per_user = 50", "auth_failures_per_user = 0")
+        .replace("password_checks = 0 ", "password_checks = 2 ");
+    assert!(config.contains("password_checks = 2 "), "the example names the [limits] keys");
+    let cfg = dir.path().join("est.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let srv = Server::start(&["est", "serve", "--config", cfg.to_str().unwrap()]);
+    let ca = dir.path().join("est-state/ca.pem");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let good = client(&srv.url, &ca, "dev", "s3cret");
+    assert_eq!(rt.block_on(enroll(&good, &csr())), 200);
+    let seen = rt.block_on(flood(&srv.url, &ca, 200, &good));
+    let peak = srv.peak_mib();
+    println!("statuses {seen:?}, server peak {peak} MiB");
+    assert!(seen.keys().all(|s| [401, 503].contains(s)), "{seen:?}");
+    assert!(peak < 150, "server peak {peak} MiB");
+}

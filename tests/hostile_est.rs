@@ -32,7 +32,6 @@ impl Server {
     fn start(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
             .args(args)
-            .env("MALLOC_ARENA_MAX", std::env::var("T_ARENA").unwrap_or("8".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -152,4 +151,71 @@ fn without_failure_limits_the_work_bound_alone_keeps_memory_bounded() {
     println!("statuses {seen:?}, server peak {peak} MiB");
     assert!(seen.keys().all(|s| [401, 503].contains(s)), "{seen:?}");
     assert!(peak < 150, "server peak {peak} MiB");
+}
+
+/// curl (HTTP/1.1 and HTTP/2) posting `body` to simpleenroll `n` times: the statuses it saw
+/// (0 when it got no HTTP answer, e.g. a reset connection).
+fn curl_statuses(url: &str, ca: &Path, http: &str, body: &Path, user: Option<&str>, n: usize) -> Vec<u16> {
+    (0..n)
+        .map(|_| {
+            let mut args = vec![
+                "-s".to_string(),
+                "-o".into(),
+                "/dev/null".into(),
+                "-w".into(),
+                "%{http_code}".into(),
+                http.into(),
+                "--cacert".into(),
+                ca.display().to_string(),
+                "-H".into(),
+                "Content-Type: application/pkcs10".into(),
+                "--data-binary".into(),
+                format!("@{}", body.display()),
+            ];
+            if let Some(u) = user {
+                args.extend(["-u".into(), u.into()]);
+            }
+            args.push(format!("{url}/.well-known/est/simpleenroll"));
+            let out = Command::new("curl").args(&args).output().expect("run curl");
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+        })
+        .collect()
+}
+
+/// An EST client sends its request without credentials first and retries after the 401; the
+/// server refused before reading the body, so 60 KB POSTs often saw a reset stream (HTTP/2) or
+/// a broken pipe (HTTP/1.1) instead. The body is now read (within its limit) before any
+/// refusal, and an oversize one drained before the 413.
+#[test]
+fn refusals_before_the_body_is_needed_still_reach_the_client() {
+    if !testkit::peer("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    let srv = Server::start(&[
+        "est",
+        "serve",
+        "--dev",
+        "--state",
+        s,
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "dev",
+        "--password",
+        "s3cret",
+    ]);
+    let ca = state.join("ca.pem");
+    let body = dir.path().join("60k");
+    std::fs::write(&body, vec![b'A'; 60_000]).unwrap();
+    let big = dir.path().join("300k");
+    std::fs::write(&big, vec![b'A'; 300_000]).unwrap();
+    for http in ["--http1.1", "--http2"] {
+        let seen = curl_statuses(&srv.url, &ca, http, &body, None, 100);
+        assert!(seen.iter().all(|s| *s == 401), "{http} 60 KB without credentials: {seen:?}");
+        let seen = curl_statuses(&srv.url, &ca, http, &big, Some("dev:s3cret"), 10);
+        assert!(seen.iter().all(|s| *s == 413), "{http} 300 KB: {seen:?}");
+    }
 }

@@ -9,13 +9,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Timeouts of the accept loop.
+/// Default largest request head: 16 KiB, what nginx allows by default (4 x 8 KiB buffers
+/// minus its line limit) and ample for every request of this house.
+pub const DEFAULT_MAX_HEAD: usize = 16 * 1024;
+
+/// Timeouts and limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     /// Longest TLS handshake.
     pub handshake_timeout: Duration,
     /// Longest wait for a complete HTTP/1.1 request head.
     pub header_read_timeout: Duration,
+    /// Largest request head (request line and header fields): HTTP/1.1 answers 431 beyond it
+    /// (RFC 6585 §5), HTTP/2 bounds the decoded header list (RFC 9113 §6.5.2,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE) to the same.
+    pub max_head: usize,
 }
 
 impl Default for ServeOptions {
@@ -23,6 +31,7 @@ impl Default for ServeOptions {
         ServeOptions {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            max_head: DEFAULT_MAX_HEAD,
         }
     }
 }
@@ -81,9 +90,11 @@ pub async fn serve_with(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(opts.header_read_timeout)
+                .max_buf_size(opts.max_head.max(8192))
                 .title_case_headers(true);
             builder
                 .http2()
+                .max_header_list_size(u32::try_from(opts.max_head).unwrap_or(u32::MAX))
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(10));

@@ -33,7 +33,7 @@ mod reason;
 mod tls;
 mod work;
 
-pub use accept::{serve, serve_with, ServeOptions};
+pub use accept::{serve, serve_with, ServeOptions, DEFAULT_MAX_HEAD};
 pub use body::{read_body, BodyError, BodyLimits, DEFAULT_BODY_TIMEOUT, MAX_DRAIN};
 pub use connection::{ConnectionInfo, PeerChainError};
 pub use failures::{FailureLimiter, FailureLimits, TooManyFailures};

@@ -1,7 +1,7 @@
 //! simpleenroll, simplereenroll and serverkeygen (RFC 7030 §4.2, §4.4): authenticate, read and
 //! check the CSR, ask the authority, then issue (or hand over to serverkeygen).
 
-use super::body::{base64_response, read_csr};
+use super::body::{base64_response, parse_csr, read_request_body};
 use super::csr_checks::{check_binding, check_key, check_same_names};
 use super::serverkeygen;
 use crate::authority::{Decision, EnrollContext, Operation};
@@ -24,14 +24,16 @@ pub(crate) async fn enroll(
     operation: Operation,
     req: Request,
 ) -> Result<Response, EstError> {
+    let (parts, body) = req.into_parts();
+    let body = read_request_body(st, body).await?;
     let (identity, current) = match operation {
         Operation::Reenroll => {
             let (id, cur) = authenticate_reenroll(st, conn, label).await?;
             (id, Some(cur))
         }
-        _ => (authenticate_enroll(st, policy, label, conn, req.headers()).await?, None),
+        _ => (authenticate_enroll(st, policy, label, conn, &parts.headers).await?, None),
     };
-    let csr = read_csr(st, req).await?;
+    let csr = parse_csr(&parts.headers, &body)?;
     let delivery = if operation == Operation::ServerKeygen {
         Some(serverkeygen::check_request(st, policy, label, &csr, conn)?)
     } else {

@@ -219,3 +219,46 @@ fn refusals_before_the_body_is_needed_still_reach_the_client() {
         assert!(seen.iter().all(|s| *s == 413), "{http} 300 KB: {seen:?}");
     }
 }
+
+/// A 100 KB request header: 431 on HTTP/1.1 (RFC 6585 §5), read by the client thanks to the
+/// lingering close (it was a reset: the server closed while the client was still sending);
+/// on HTTP/2 the stream is refused (REFUSED_STREAM, by the h2 library) rather than buffered.
+/// A normal request on the same server still succeeds.
+#[test]
+fn an_oversize_request_head_is_431_and_costs_nothing() {
+    if !testkit::peer("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    let srv = Server::start(&[
+        "est",
+        "serve",
+        "--dev",
+        "--state",
+        s,
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "dev",
+        "--password",
+        "s3cret",
+    ]);
+    let ca = state.join("ca.pem").display().to_string();
+    let header = dir.path().join("header");
+    std::fs::write(&header, format!("X-Big: {}\n", "a".repeat(100_000))).unwrap();
+    let cacerts = format!("{}/.well-known/est/cacerts", srv.url);
+    let status = |extra: &[&str]| -> String {
+        let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}", "--http1.1", "--cacert", &ca];
+        args.extend_from_slice(extra);
+        args.push(&cacerts);
+        let out = Command::new("curl").args(&args).output().expect("run curl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let big = format!("@{}", header.display());
+    for _ in 0..10 {
+        assert_eq!(status(&["-H", &big]), "431");
+    }
+    assert_eq!(status(&[]), "200");
+}

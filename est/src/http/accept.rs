@@ -2,6 +2,7 @@
 //! [`ConnectionInfo`] every request carries as an extension.
 
 use super::connection::ConnectionInfo;
+use super::linger::Lingering;
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -98,7 +99,7 @@ pub async fn serve_with(
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(10));
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            if let Err(e) = builder.serve_connection(TokioIo::new(Lingering::new(stream)), svc).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
         });

@@ -5,7 +5,8 @@
 //!   client-certificate verifier (the roles judge the chain, not the handshake);
 //! * `connection`: [`ConnectionInfo`], the TLS facts every request carries, and the one
 //!   peer-chain rule ([`ConnectionInfo::peer_chain`]: whole or refused);
-//! * `accept`: the accept loop ([`serve`]) with its handshake and header timeouts;
+//! * `accept`: the accept loop ([`serve`]) with its handshake and header timeouts and head limit;
+//! * `linger`: lingering close, so an answer sent while the client still sends is not reset;
 //! * `body`: the one request-body reader ([`read_body`]) with a size and a time limit;
 //! * `work`: [`WorkBound`], the bound on expensive checks (password hashes, ...): 503 when busy;
 //! * `failures`: [`FailureLimiter`], failed authentications per address and user name: 429;
@@ -27,6 +28,7 @@ mod accept;
 mod body;
 mod connection;
 mod failures;
+mod linger;
 mod observe;
 mod problem;
 mod reason;

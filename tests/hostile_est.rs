@@ -54,6 +54,26 @@ impl Server {
     }
 }
 
+/// `est serve --dev` with user `dev` / `s3cret`, its state under `dir`: the server and the state.
+fn dev_server(dir: &Path) -> (Server, std::path::PathBuf) {
+    let state = dir.join("state");
+    let s = state.to_str().unwrap();
+    let srv = Server::start(&[
+        "est",
+        "serve",
+        "--dev",
+        "--state",
+        s,
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "dev",
+        "--password",
+        "s3cret",
+    ]);
+    (srv, state)
+}
+
 fn client(url: &str, ca: &Path, user: &str, password: &str) -> EstClient {
     let anchors = pki::certs_from_pem(&std::fs::read(ca).unwrap()).unwrap();
     let tls = client_config(&ServerTrust::Explicit(anchors), None).unwrap();
@@ -101,21 +121,7 @@ async fn flood(url: &str, ca: &Path, n: usize, good: &EstClient) -> BTreeMap<u16
 #[test]
 fn a_wrong_password_flood_is_answered_429_within_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let s = state.to_str().unwrap();
-    let srv = Server::start(&[
-        "est",
-        "serve",
-        "--dev",
-        "--state",
-        s,
-        "--listen",
-        "127.0.0.1:0",
-        "--user",
-        "dev",
-        "--password",
-        "s3cret",
-    ]);
+    let (srv, state) = dev_server(dir.path());
     let ca = state.join("ca.pem");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let good = client(&srv.url, &ca, "dev", "s3cret");
@@ -192,21 +198,7 @@ fn refusals_before_the_body_is_needed_still_reach_the_client() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let s = state.to_str().unwrap();
-    let srv = Server::start(&[
-        "est",
-        "serve",
-        "--dev",
-        "--state",
-        s,
-        "--listen",
-        "127.0.0.1:0",
-        "--user",
-        "dev",
-        "--password",
-        "s3cret",
-    ]);
+    let (srv, state) = dev_server(dir.path());
     let ca = state.join("ca.pem");
     let body = dir.path().join("60k");
     std::fs::write(&body, vec![b'A'; 60_000]).unwrap();
@@ -230,21 +222,7 @@ fn an_oversize_request_head_is_431_and_costs_nothing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let s = state.to_str().unwrap();
-    let srv = Server::start(&[
-        "est",
-        "serve",
-        "--dev",
-        "--state",
-        s,
-        "--listen",
-        "127.0.0.1:0",
-        "--user",
-        "dev",
-        "--password",
-        "s3cret",
-    ]);
+    let (srv, state) = dev_server(dir.path());
     let ca = state.join("ca.pem").display().to_string();
     let header = dir.path().join("header");
     std::fs::write(&header, format!("X-Big: {}\n", "a".repeat(100_000))).unwrap();

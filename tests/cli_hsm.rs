@@ -24,8 +24,17 @@ fn token(label: &str) -> Option<SoftHsmToken> {
     testkit::softhsm_token(label)
 }
 
+/// One test at a time: a token made while another test's `brski` child scans the token
+/// directory can be seen half-written, and SoftHSM's in-process slot refresh is not safe
+/// against a concurrent C_InitToken.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SOFTHSM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SOFTHSM.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn masa_and_registrar_init_with_keys_in_softhsm() {
+    let _one = one_at_a_time();
     let (Some(masa_token), Some(ca_token)) = (token("cli-masa"), token("cli-ca")) else { return };
     masa_token.generate("vs", Algorithm::Es256).unwrap();
     ca_token.generate("ca", Algorithm::Es256).unwrap();
@@ -89,6 +98,7 @@ fn masa_and_registrar_init_with_keys_in_softhsm() {
 
 #[test]
 fn registrar_init_with_the_registrar_tls_key_in_softhsm() {
+    let _one = one_at_a_time();
     let Some(t) = token("cli-reg") else { return };
     // With the PIN in the URI: it must not be printed, and registrar.toml is a secret.
     let key_uri = t.generate("tls", Algorithm::Es256).unwrap();

@@ -11,6 +11,11 @@ use shared::signed::Format;
 use std::path::Path;
 use testkit::softhsm::SoftHsmToken;
 
+/// One test at a time in this process: SoftHSM refreshes its slot list when asked for it, and a
+/// refresh racing another thread's C_InitToken aborts the process (`SlotManager::insertToken`
+/// assertion, seen in CI). Tokens are made and used by one test at a time.
+static SOFTHSM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A new token labelled `label`, or `None` (after a loud notice) without SoftHSM.
 fn token(label: &str) -> Option<SoftHsmToken> {
     testkit::softhsm_token(label)
@@ -69,6 +74,7 @@ async fn bootstrap_each_format(lab: &Lab, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masa_voucher_key_and_domain_ca_key_in_softhsm() {
+    let _one = SOFTHSM.lock().await;
     let (Some(masa_token), Some(domain_token)) = (token("masa"), token("domain")) else { return };
     let voucher_key = masa_token.generate("voucher-signer", Algorithm::Es256).unwrap();
     let ca_key = domain_token.generate("domain-ca", Algorithm::Es384).unwrap();
@@ -106,6 +112,7 @@ async fn masa_voucher_key_and_domain_ca_key_in_softhsm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_pin_stops_the_masa_without_showing_it() {
+    let _one = SOFTHSM.lock().await;
     let Some(t) = token("badpin") else { return };
     let key = t.generate("voucher-signer", Algorithm::Es256).unwrap();
     let dir = tempfile::tempdir().unwrap();

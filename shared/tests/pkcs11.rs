@@ -6,6 +6,14 @@ use shared::crypto::PublicKey;
 use shared::keys::{load_signer, Algorithm, KeyError, Signer};
 use testkit::softhsm::SoftHsmToken;
 
+/// One test at a time in this process: SoftHSM refreshes its slot list when asked for it, and a
+/// refresh racing another thread's C_InitToken aborts the process (`SlotManager::insertToken`
+/// assertion, seen in CI).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SOFTHSM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SOFTHSM.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn token(label: &str) -> Option<SoftHsmToken> {
     if !SoftHsmToken::available() {
         if std::env::var("BRSKI_REQUIRE_PEERS").as_deref() == Ok("1") {
@@ -45,16 +53,19 @@ fn round_trip(label: &str, alg: Algorithm) {
 
 #[test]
 fn p256_sign_verify_round_trip() {
+    let _one = one_at_a_time();
     round_trip("p256", Algorithm::Es256);
 }
 
 #[test]
 fn p384_sign_verify_round_trip() {
+    let _one = one_at_a_time();
     round_trip("p384", Algorithm::Es384);
 }
 
 #[test]
 fn pin_from_a_file() {
+    let _one = one_at_a_time();
     let Some(t) = token("pinfile") else { return };
     t.generate("k", Algorithm::Es256).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -68,6 +79,7 @@ fn pin_from_a_file() {
 
 #[test]
 fn wrong_pin_is_refused_without_showing_it() {
+    let _one = one_at_a_time();
     let Some(t) = token("wrongpin") else { return };
     let uri = t.generate("k", Algorithm::Es256).unwrap();
     let uri = uri.replace("pin-value=1234", "pin-value=999999");
@@ -81,6 +93,7 @@ fn wrong_pin_is_refused_without_showing_it() {
 
 #[test]
 fn unknown_object_and_token_are_refused() {
+    let _one = one_at_a_time();
     let Some(t) = token("unknown") else { return };
     t.generate("k", Algorithm::Es256).unwrap();
     let err = load_signer(&t.uri("nope")).err().expect("no such object").to_string();
@@ -93,6 +106,7 @@ fn unknown_object_and_token_are_refused() {
 
 #[test]
 fn missing_module_is_a_clear_error() {
+    let _one = one_at_a_time();
     let err = load_signer("pkcs11:object=k?module-path=/nonexistent/p11.so&pin-value=1")
         .err()
         .expect("no module")
@@ -103,6 +117,7 @@ fn missing_module_is_a_clear_error() {
 
 #[test]
 fn ed25519_signs_or_is_refused_clearly() {
+    let _one = one_at_a_time();
     let Some(t) = token("ed25519") else { return };
     match t.generate("k", Algorithm::EdDsa) {
         Ok(uri) => {

@@ -240,3 +240,29 @@ fn an_oversize_request_head_is_431_and_costs_nothing() {
     }
     assert_eq!(status(&[]), "200");
 }
+
+/// Server logs written to a file carried ANSI colour codes; colour is now for terminals only.
+#[test]
+fn logs_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let state = dir.path().join("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
+        .args(["est", "serve", "--dev", "--state", state.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--user", "dev", "--password", "s3cret"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first.split_whitespace().find(|t| t.starts_with("https://")).unwrap().to_string();
+    let srv = Server { child, url };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let wrong = client(&srv.url, &state.join("ca.pem"), "dev", "wrong");
+    assert_eq!(rt.block_on(enroll(&wrong, &csr())), 401);
+    drop(srv);
+    let text = std::fs::read(&log).unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("EST request refused"), "the refusal is logged");
+    assert!(!text.contains(&0x1b), "no escape codes in a log file");
+}

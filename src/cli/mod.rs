@@ -99,7 +99,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Sets up `tracing`: human-readable by default, JSON with `--log-json`; level from `-v` or
-/// `RUST_LOG`. Logs go to stderr so command output on stdout stays clean.
+/// `RUST_LOG`. Logs go to stderr so command output on stdout stays clean. Colour only when
+/// stderr is a terminal and `NO_COLOR` is unset or empty (no-color.org): a log written to a
+/// file or a pipe carries no escape codes, and JSON lines never do.
 pub(crate) fn init_logging(json: bool, verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -108,10 +110,18 @@ pub(crate) fn init_logging(json: bool, verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::IsTerminal::is_terminal(&std::io::stderr())));
     if json {
-        builder.json().init();
+        builder.json().with_ansi(false).init();
     } else {
         builder.init();
     }
+}
+
+/// Whether logs on a stream that `is_terminal` (or not) are coloured, `NO_COLOR` honoured.
+fn colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -321,6 +321,24 @@ async fn bad_csr_signature_is_400() {
     assert!(p["detail"].as_str().unwrap().contains("signature"), "{p}");
 }
 
+/// The dev server copied 1,000 requested DNS names into a certificate; a label now certifies
+/// at most `max_sans` (16 by default), and 16 still enroll.
+#[tokio::test]
+async fn a_csr_asking_for_too_many_names_is_400() {
+    let fx = start().await;
+    let key = SoftwareKey::generate(Algorithm::Es256).unwrap();
+    let names = |n: usize| (0..n).map(|i| San::Dns(format!("h{i}.example"))).collect::<Vec<_>>();
+    let der = csr("CN=many", &names(1000), &key);
+    let mut c = connect(&fx, None).await;
+    let r = c
+        .send("POST", "/.well-known/est/simpleenroll", &[basic(), pkcs10()], wire::encode_body(&der).into())
+        .await;
+    let p = problem(&r, 400);
+    assert!(p["detail"].as_str().unwrap().contains("1000 subjectAltName entries"), "{p}");
+    let cert = enroll_basic(&fx, "", "CN=enough", &names(16), &key).await;
+    assert_eq!(shared::pki::certificate_san(&cert).len(), 16);
+}
+
 #[tokio::test]
 async fn csr_with_the_ca_key_is_400() {
     let fx = start().await;

@@ -61,11 +61,18 @@ pub struct LabelPolicy {
     /// to get the generated key back encrypted with that key (kekri). Empty: such requests
     /// are refused (400, unknown key identifier).
     pub serverkeygen_shared_keys: Vec<SharedKey>,
+    /// Most subjectAltName entries a CSR may ask for (400 beyond; [`DEFAULT_MAX_SANS`]).
+    pub max_sans: usize,
 }
+
+/// Default most subjectAltName entries per CSR: room for a device's names and addresses, far
+/// from the thousand a hostile CSR asked to have copied into a certificate.
+pub const DEFAULT_MAX_SANS: usize = 16;
 
 impl LabelPolicy {
     /// A policy with `profile`, any key algorithm, no anchors or users, [`AuthRequirement::Either`],
-    /// [`BindingPolicy::Accept`], serverkeygen off and no shared key-encryption keys.
+    /// [`BindingPolicy::Accept`], serverkeygen off, no shared key-encryption keys and at most
+    /// [`DEFAULT_MAX_SANS`] subjectAltName entries.
     pub fn new(profile: Profile) -> Self {
         LabelPolicy {
             profile,
@@ -76,6 +83,7 @@ impl LabelPolicy {
             binding: BindingPolicy::Accept,
             serverkeygen: false,
             serverkeygen_shared_keys: Vec::new(),
+            max_sans: DEFAULT_MAX_SANS,
         }
     }
 }

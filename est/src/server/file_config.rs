@@ -137,6 +137,13 @@ pub struct LabelSection {
     /// (hex) = file holding the AES key as hex (16, 24 or 32 bytes; not readable by others).
     #[serde(default)]
     pub serverkeygen_shared_keys: BTreeMap<String, PathBuf>,
+    /// Most subjectAltName entries a CSR may ask for (default 16).
+    #[serde(default = "default_max_sans")]
+    pub max_sans: usize,
+}
+
+fn default_max_sans() -> usize {
+    super::config::DEFAULT_MAX_SANS
 }
 
 fn default_auth() -> String {
@@ -232,6 +239,7 @@ impl LabelSection {
             other => return Err(ConfigError(format!("binding '{other}': use require, accept or ignore"))),
         };
         policy.serverkeygen = self.serverkeygen;
+        policy.max_sans = self.max_sans;
         policy.client_cert_anchors = self.anchors(ca)?;
         for (id, path) in &self.serverkeygen_shared_keys {
             policy.serverkeygen_shared_keys.push(shared_key(id, path)?);

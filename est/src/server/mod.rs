@@ -32,7 +32,8 @@ mod routes;
 mod state;
 
 pub use config::{
-    AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT, OPERATIONS,
+    AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy, DEFAULT_BODY_LIMIT,
+    DEFAULT_MAX_SANS, OPERATIONS,
 };
 pub use error::{EstError, WWW_AUTHENTICATE_BASIC};
 pub use file_config::{CaSection, EstFileConfig, LabelSection, LimitsSection, TlsSection};

@@ -59,7 +59,8 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Key checks on a CSR whose key will be certified.
+/// Checks on a CSR whose key will be certified: not the CA's key, an allowed algorithm, and
+/// no more subjectAltName entries than the label allows.
 pub(crate) fn check_key(
     st: &ServerState,
     policy: &LabelPolicy,
@@ -69,6 +70,13 @@ pub(crate) fn check_key(
     let key = csr.public_key_der();
     if st.authority.ca_certs(label).iter().any(|c| spki_der(c) == key) {
         return Err(EstError::CaKeyReuse);
+    }
+    let sans = csr.requested_san().len();
+    if sans > policy.max_sans {
+        return Err(EstError::BadCsr(format!(
+            "the CSR asks for {sans} subjectAltName entries; this label certifies at most {}",
+            policy.max_sans
+        )));
     }
     if !policy.allowed_key_algorithms.is_empty() {
         let alg = shared::crypto::PublicKey::from_spki_der(&key).ok().and_then(|k| k.algorithm());

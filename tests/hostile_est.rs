@@ -266,3 +266,45 @@ fn logs_to_a_file_carry_no_colour_codes() {
     assert!(String::from_utf8_lossy(&text).contains("EST request refused"), "the refusal is logged");
     assert!(!text.contains(&0x1b), "no escape codes in a log file");
 }
+
+/// Connections that finish the TLS handshake and send nothing were kept open for good (the
+/// header timeout starts with the first byte) until the server ran out of descriptors. Now each
+/// is closed after `first_byte_timeout_secs`, at most `max_connections` are open at once (more
+/// wait in the backlog), and a real client still enrolls while they pile up.
+#[test]
+fn silent_connections_are_closed_and_capped_while_a_client_enrolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/est/est-serve.example.toml")).unwrap();
+    let config = example
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("first_byte_timeout_secs = 10", "first_byte_timeout_secs = 1")
+        .replace("max_connections = 0 ", "max_connections = 64 ");
+    assert!(config.contains("max_connections = 64 "), "the example names the [limits] keys");
+    let cfg = dir.path().join("est.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let srv = Server::start(&["est", "serve", "--config", cfg.to_str().unwrap()]);
+    let ca = dir.path().join("est-state/ca.pem");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let silent = client(&srv.url, &ca, "dev", "s3cret");
+        let opened: Vec<_> = (0..200)
+            .map(|_| {
+                let c = silent.clone();
+                tokio::spawn(async move { c.connect().await.expect("TLS handshake") })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(enroll(&client(&srv.url, &ca, "dev", "s3cret"), &csr()).await, 200);
+        let mut conns = Vec::new();
+        for o in opened {
+            conns.push(o.await.unwrap());
+        }
+        let start = std::time::Instant::now();
+        while conns.iter().any(|c| !c.is_closed()) && start.elapsed() < Duration::from_secs(15) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let open = conns.iter().filter(|c| !c.is_closed()).count();
+        assert_eq!(open, 0, "{open} silent connections still open after {:?}", start.elapsed());
+    });
+}

@@ -78,7 +78,13 @@ async fn serve_config(path: &Path) -> anyhow::Result<()> {
         labels.join(", ")
     );
     drop(out);
-    est::http::serve(listener, Arc::new(server_tls_config(chain, key)?), app).await?;
+    est::http::serve_with(
+        listener,
+        Arc::new(server_tls_config(chain, key)?),
+        app,
+        cfg.limits.serve_options(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -5,12 +5,18 @@
 //! stream; when the server is done with it, a task shuts down the sending side (TLS
 //! close_notify, TCP FIN) and reads and discards what the client still sends, up to
 //! [`LINGER_BYTES`] or [`LINGER_TIME`], before the socket closes.
+//!
+//! It also holds the connection's first-byte deadline: a client that finishes the TLS
+//! handshake and then sends nothing is cut off when the deadline passes (HTTP's header timeout
+//! only starts with the first byte of a request, so such connections stayed open for good).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
 
 /// Most bytes read and discarded after the server is done.
 pub(crate) const LINGER_BYTES: usize = 1024 * 1024;
@@ -21,12 +27,13 @@ pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Lingering<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     inner: Option<S>,
+    first_byte: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Lingering<S> {
-    /// Wraps `stream`.
-    pub(crate) fn new(stream: S) -> Self {
-        Lingering { inner: Some(stream) }
+    /// Wraps `stream`, whose client must send its first byte within `first_byte`.
+    pub(crate) fn new(stream: S, first_byte: Duration) -> Self {
+        Lingering { inner: Some(stream), first_byte: Some(Box::pin(tokio::time::sleep(first_byte))) }
     }
 
     fn stream(&mut self) -> io::Result<&mut S> {
@@ -61,9 +68,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Lingering
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.stream() {
+        let before = buf.filled().len();
+        let read = match self.stream() {
             Ok(s) => Pin::new(s).poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let Some(deadline) = self.first_byte.as_mut() else { return read };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.first_byte = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                let why = "no request within the first-byte timeout";
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+            }
+            other => other,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! label. Relative paths are relative to the file's directory.
 
 use super::config::{AuthRequirement, BindingPolicy, ConfigError, EstServerConfig, LabelPolicy};
-use crate::http::FailureLimits;
+use crate::http::{FailureLimits, ServeOptions};
 use crate::keypackage::SharedKey;
 use const_oid::ObjectIdentifier;
 use serde::Deserialize;
@@ -52,6 +52,28 @@ pub struct LimitsSection {
     /// argon2 checks running at once (each holds ~19 MiB); 0: one per CPU.
     #[serde(default)]
     pub password_checks: usize,
+    /// Seconds from the TLS handshake to the first byte of a request (the connection is
+    /// closed after).
+    #[serde(default = "default_first_byte_timeout_secs")]
+    pub first_byte_timeout_secs: u64,
+    /// Connections open at once (0: three quarters of the open-file limit).
+    #[serde(default)]
+    pub max_connections: usize,
+}
+
+impl LimitsSection {
+    /// The accept loop's options these limits give.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            first_byte_timeout: Duration::from_secs(self.first_byte_timeout_secs.max(1)),
+            max_connections: self.max_connections,
+            ..ServeOptions::default()
+        }
+    }
+}
+
+fn default_first_byte_timeout_secs() -> u64 {
+    ServeOptions::default().first_byte_timeout.as_secs()
 }
 
 impl Default for LimitsSection {
@@ -60,6 +82,8 @@ impl Default for LimitsSection {
             auth_failures_per_address: default_failures_per_address(),
             auth_failures_per_user: default_failures_per_user(),
             password_checks: 0,
+            first_byte_timeout_secs: default_first_byte_timeout_secs(),
+            max_connections: 0,
         }
     }
 }

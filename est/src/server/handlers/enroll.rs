@@ -15,6 +15,25 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// Who is asking: the client certificate being renewed (simplereenroll), or the label's
+/// credentials; with the current certificate for re-enrollment.
+async fn authenticate(
+    st: &ServerState,
+    policy: &LabelPolicy,
+    conn: &ConnectionInfo,
+    label: &str,
+    operation: Operation,
+    headers: &axum::http::HeaderMap,
+) -> Result<(crate::authority::Identity, Option<x509_cert::Certificate>), EstError> {
+    Ok(match operation {
+        Operation::Reenroll => {
+            let (id, cur) = authenticate_reenroll(st, conn, label).await?;
+            (id, Some(cur))
+        }
+        _ => (authenticate_enroll(st, policy, label, conn, headers).await?, None),
+    })
+}
+
 /// simpleenroll, simplereenroll and serverkeygen.
 pub(crate) async fn enroll(
     st: &ServerState,
@@ -26,13 +45,7 @@ pub(crate) async fn enroll(
 ) -> Result<Response, EstError> {
     let (parts, body) = req.into_parts();
     let body = read_request_body(st, body).await?;
-    let (identity, current) = match operation {
-        Operation::Reenroll => {
-            let (id, cur) = authenticate_reenroll(st, conn, label).await?;
-            (id, Some(cur))
-        }
-        _ => (authenticate_enroll(st, policy, label, conn, &parts.headers).await?, None),
-    };
+    let (identity, current) = authenticate(st, policy, conn, label, operation, &parts.headers).await?;
     let csr = parse_csr(&parts.headers, &body)?;
     let delivery = if operation == Operation::ServerKeygen {
         Some(serverkeygen::check_request(st, policy, label, &csr, conn)?)

@@ -74,6 +74,21 @@ fn dev_server(dir: &Path) -> (Server, std::path::PathBuf) {
     (srv, state)
 }
 
+/// `est serve --config` from the commented example, with `changes` made to its text (each must
+/// apply) and its state under `dir`: the server and its CA file.
+fn config_server(dir: &Path, changes: &[(&str, &str)]) -> (Server, std::path::PathBuf) {
+    let mut config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/est/est-serve.example.toml")).unwrap();
+    for (from, to) in [("127.0.0.1:8443", "127.0.0.1:0")].iter().chain(changes) {
+        assert!(config.contains(from), "the example names {from:?}");
+        config = config.replace(from, to);
+    }
+    let cfg = dir.join("est.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let srv = Server::start(&["est", "serve", "--config", cfg.to_str().unwrap()]);
+    (srv, dir.join("est-state/ca.pem"))
+}
+
 fn client(url: &str, ca: &Path, user: &str, password: &str) -> EstClient {
     let anchors = pki::certs_from_pem(&std::fs::read(ca).unwrap()).unwrap();
     let tls = client_config(&ServerTrust::Explicit(anchors), None).unwrap();
@@ -137,18 +152,14 @@ fn a_wrong_password_flood_is_answered_429_within_bounded_memory() {
 #[test]
 fn without_failure_limits_the_work_bound_alone_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/est/est-serve.example.toml")).unwrap();
-    let config = example
-        .replace("127.0.0.1:8443", "127.0.0.1:0")
-        .replace("auth_failures_per_address = 20", "auth_failures_per_address = 0")
-        .replace("auth_failures_per_user = 50", "auth_failures_per_user = 0")
-        .replace("password_checks = 0 ", "password_checks = 2 ");
-    assert!(config.contains("password_checks = 2 "), "the example names the [limits] keys");
-    let cfg = dir.path().join("est.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let srv = Server::start(&["est", "serve", "--config", cfg.to_str().unwrap()]);
-    let ca = dir.path().join("est-state/ca.pem");
+    let (srv, ca) = config_server(
+        dir.path(),
+        &[
+            ("auth_failures_per_address = 20", "auth_failures_per_address = 0"),
+            ("auth_failures_per_user = 50", "auth_failures_per_user = 0"),
+            ("password_checks = 0 ", "password_checks = 2 "),
+        ],
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let good = client(&srv.url, &ca, "dev", "s3cret");
     assert_eq!(rt.block_on(enroll(&good, &csr())), 200);
@@ -274,17 +285,13 @@ fn logs_to_a_file_carry_no_colour_codes() {
 #[test]
 fn silent_connections_are_closed_and_capped_while_a_client_enrolls() {
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/est/est-serve.example.toml")).unwrap();
-    let config = example
-        .replace("127.0.0.1:8443", "127.0.0.1:0")
-        .replace("first_byte_timeout_secs = 10", "first_byte_timeout_secs = 1")
-        .replace("max_connections = 0 ", "max_connections = 64 ");
-    assert!(config.contains("max_connections = 64 "), "the example names the [limits] keys");
-    let cfg = dir.path().join("est.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let srv = Server::start(&["est", "serve", "--config", cfg.to_str().unwrap()]);
-    let ca = dir.path().join("est-state/ca.pem");
+    let (srv, ca) = config_server(
+        dir.path(),
+        &[
+            ("first_byte_timeout_secs = 10", "first_byte_timeout_secs = 1"),
+            ("max_connections = 0 ", "max_connections = 64 "),
+        ],
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let silent = client(&srv.url, &ca, "dev", "s3cret");

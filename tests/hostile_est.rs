@@ -315,3 +315,40 @@ fn silent_connections_are_closed_and_capped_while_a_client_enrolls() {
         assert_eq!(open, 0, "{open} silent connections still open after {:?}", start.elapsed());
     });
 }
+
+/// What libest's HTTP/1.1 parser needs, read as raw bytes over TLS 1.2 without ALPN (openssl
+/// s_client as the client): a request without credentials gets 401 with `WWW-Authenticate:
+/// Basic realm=...` spelled exactly (hyper's title case wrote `Www-Authenticate`, which that
+/// parser never finds), `Content-Type` and `Content-Length` spelled exactly, no chunked body,
+/// and the whole head in the first kilobyte.
+#[test]
+fn a_401_head_is_spelled_as_libest_reads_it() {
+    if !testkit::peer("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _state) = dev_server(dir.path());
+    let port = srv.url.rsplit(':').next().unwrap().to_string();
+    let mut s_client = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-quiet", "-tls1_2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    let request = "POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                   Content-Type: application/pkcs10\r\nContent-Length: 4\r\nConnection: close\r\n\r\nAAAA";
+    use std::io::Write;
+    s_client.stdin.as_mut().unwrap().write_all(request.as_bytes()).unwrap();
+    let out = s_client.wait_with_output().unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout).to_string();
+    let head_end = raw.find("\r\n\r\n").expect("a complete head") + 4;
+    let head = &raw[..head_end];
+    assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+    assert!(head.contains("\r\nWWW-Authenticate: Basic realm=\"est\"\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: application/problem+json\r\n"), "{head}");
+    let length = head.split("\r\nContent-Length: ").nth(1).and_then(|r| r.split("\r\n").next());
+    assert_eq!(length.and_then(|l| l.parse::<usize>().ok()), Some(raw.len() - head_end), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(head.len() <= 1024, "the head fits libest's first read: {} bytes", head.len());
+}

@@ -112,7 +112,8 @@ async fn serve_connection(
     let svc = TowerToHyperService::new(router.layer(Extension(info)));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // Conventional header capitalization (Content-Type, Retry-After): strict HTTP/1.1
-    // parsers in deployed EST clients (libest) compare header names case-sensitively.
+    // parsers in deployed EST clients (libest) compare header names case-sensitively; the one
+    // name title case misspells (`WWW-Authenticate`) is corrected as it is written (`spelling`).
     builder
         .http1()
         .timer(TokioTimer::new())

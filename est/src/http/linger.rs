@@ -89,9 +89,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Lingering
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Lingering<S> {
+    /// Writes `buf`, a response head with its names in their registered spelling
+    /// ([`super::spelling`]; same length, so the count written maps onto `buf`).
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let fixed = super::spelling::respelled(buf);
         match self.stream() {
-            Ok(s) => Pin::new(s).poll_write(cx, buf),
+            Ok(s) => Pin::new(s).poll_write(cx, fixed.as_deref().unwrap_or(buf)),
             Err(e) => Poll::Ready(Err(e)),
         }
     }
@@ -117,9 +120,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Lingerin
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.stream() {
-            Ok(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
+        let fixed = bufs.first().and_then(|b| super::spelling::respelled(b));
+        let s = match self.stream() {
+            Ok(s) => s,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match fixed {
+            Some(head) => {
+                let mut slices = vec![io::IoSlice::new(&head)];
+                slices.extend(bufs[1..].iter().map(|b| io::IoSlice::new(b)));
+                Pin::new(s).poll_write_vectored(cx, &slices)
+            }
+            None => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 

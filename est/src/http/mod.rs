@@ -7,6 +7,7 @@
 //!   peer-chain rule ([`ConnectionInfo::peer_chain`]: whole or refused);
 //! * `accept`: the accept loop ([`serve`]) with its handshake and header timeouts and head limit;
 //! * `linger`: lingering close, so an answer sent while the client still sends is not reset;
+//! * `spelling`: header names in their registered spelling on HTTP/1.1 (`WWW-Authenticate`);
 //! * `body`: the one request-body reader ([`read_body`]) with a size and a time limit;
 //! * `work`: [`WorkBound`], the bound on expensive checks (password hashes, ...): 503 when busy;
 //! * `failures`: [`FailureLimiter`], failed authentications per address and user name: 429;
@@ -32,6 +33,7 @@ mod linger;
 mod observe;
 mod problem;
 mod reason;
+mod spelling;
 mod tls;
 mod work;
 

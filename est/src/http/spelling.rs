@@ -5,6 +5,8 @@
 //! them case-sensitively and so never sees the Basic challenge. hyper offers no way to choose
 //! the case of a name it writes, so the response head is corrected as it is written: same
 //! length, only inside a head (a write that starts with `HTTP/1.`, up to its blank line).
+//! A head split across two writes would keep hyper's spelling past the split; heads are a few
+//! hundred bytes and the TLS stream takes them whole.
 
 /// Title-case spellings hyper writes, and the registered spelling written instead.
 const RESPELL: [(&[u8], &[u8]); 1] = [(b"\r\nWww-Authenticate:", b"\r\nWWW-Authenticate:")];

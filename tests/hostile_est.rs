@@ -10,45 +10,34 @@ use est::tls::{client_config, ServerTrust};
 use shared::keys::{Algorithm, SoftwareKey};
 use shared::pki;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A server process; killed when dropped.
+/// A server process (killed when dropped) and its URL.
 struct Server {
-    child: Child,
+    process: testkit::Server,
     url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start brski est serve");
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        reader.read_line(&mut first).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_brski"));
+        command.args(args).stderr(Stdio::null());
+        Self::of(command)
+    }
+
+    /// Starts `command` and reads the URL from its banner.
+    fn of(command: Command) -> Server {
+        let (process, first) = testkit::serve_command(command, "https://127.0.0.1:");
         let url =
             first.split_whitespace().find(|t| t.starts_with("https://")).unwrap_or_default().to_string();
-        assert!(url.starts_with("https://127.0.0.1:"), "banner: {first}");
-        Server { child, url }
+        Server { process, url }
     }
 
     /// Peak resident memory so far, in MiB (VmHWM of /proc/<pid>/status).
     fn peak_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
         line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
     }
@@ -133,17 +122,24 @@ async fn flood(url: &str, ca: &Path, n: usize, good: &EstClient) -> BTreeMap<u16
     seen
 }
 
+/// A client enrolls (so its credentials are verified), then 200 wrong-password enrollments
+/// flood the server while it enrolls again: the statuses the flood saw and the server's peak.
+fn flood_after_login(srv: &Server, ca: &Path) -> (BTreeMap<u16, usize>, u64) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let good = client(&srv.url, ca, "dev", "s3cret");
+    assert_eq!(rt.block_on(enroll(&good, &csr())), 200);
+    let seen = rt.block_on(flood(&srv.url, ca, 200, &good));
+    let peak = srv.peak_mib();
+    println!("statuses {seen:?}, server peak {peak} MiB");
+    (seen, peak)
+}
+
 #[test]
 fn a_wrong_password_flood_is_answered_429_within_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, state) = dev_server(dir.path());
     let ca = state.join("ca.pem");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let good = client(&srv.url, &ca, "dev", "s3cret");
-    assert_eq!(rt.block_on(enroll(&good, &csr())), 200);
-    let seen = rt.block_on(flood(&srv.url, &ca, 200, &good));
-    let peak = srv.peak_mib();
-    println!("statuses {seen:?}, server peak {peak} MiB");
+    let (seen, peak) = flood_after_login(&srv, &ca);
     assert!(seen.keys().all(|s| [401, 429, 503].contains(s)), "{seen:?}");
     assert!(seen.get(&429).copied().unwrap_or(0) >= 150, "past 20 failures the address gets 429: {seen:?}");
     assert!(peak < 150, "server peak {peak} MiB");
@@ -160,12 +156,7 @@ fn without_failure_limits_the_work_bound_alone_keeps_memory_bounded() {
             ("password_checks = 0 ", "password_checks = 2 "),
         ],
     );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let good = client(&srv.url, &ca, "dev", "s3cret");
-    assert_eq!(rt.block_on(enroll(&good, &csr())), 200);
-    let seen = rt.block_on(flood(&srv.url, &ca, 200, &good));
-    let peak = srv.peak_mib();
-    println!("statuses {seen:?}, server peak {peak} MiB");
+    let (seen, peak) = flood_after_login(&srv, &ca);
     assert!(seen.keys().all(|s| [401, 503].contains(s)), "{seen:?}");
     assert!(peak < 150, "server peak {peak} MiB");
 }
@@ -258,17 +249,12 @@ fn logs_to_a_file_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let state = dir.path().join("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_brski"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brski"));
+    command
         .args(["est", "serve", "--dev", "--state", state.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(["--user", "dev", "--password", "s3cret"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let url = first.split_whitespace().find(|t| t.starts_with("https://")).unwrap().to_string();
-    let srv = Server { child, url };
+        .stderr(std::fs::File::create(&log).unwrap());
+    let srv = Server::of(command);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let wrong = client(&srv.url, &state.join("ca.pem"), "dev", "wrong");
     assert_eq!(rt.block_on(enroll(&wrong, &csr())), 401);

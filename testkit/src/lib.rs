@@ -134,19 +134,25 @@ impl Drop for Server {
 /// `expect`; the rest of its standard output is drained (a closed pipe would make the server's
 /// later lines fail with EPIPE and kill it).
 pub fn serve(program: &str, args: &[&str], expect: &str) -> Server {
-    let mut child = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args).stderr(Stdio::inherit());
+    serve_command(command, expect).0
+}
+
+/// [`serve`] for a command the caller has set up (its standard error, its environment):
+/// the server and the first line of its banner.
+pub fn serve_command(mut command: Command, expect: &str) -> (Server, String) {
+    let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", command.get_program()));
     let mut first = String::new();
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     stdout.read_line(&mut first).expect("banner line");
     let server = Server(child);
     assert!(first.contains(expect), "{first}");
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    server
+    (server, first)
 }
 
 /// A loopback TCP port that was free a moment ago.

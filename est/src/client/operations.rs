@@ -62,8 +62,11 @@ impl EstConnection {
         Ok(Enrollment::Done(wire::parse_certs_only(&wire::decode_body(&r.body)?)?))
     }
 
-    /// POST /serverkeygen: the server generates the key pair and returns it with the certificate.
-    pub async fn serverkeygen(&mut self, csr_der: &[u8]) -> Result<Enrollment<ServerKey>, ClientError> {
+    /// POST /serverkeygen and split the 200 answer into its multipart parts (202: pending).
+    async fn serverkeygen_parts(
+        &mut self,
+        csr_der: &[u8],
+    ) -> Result<Enrollment<Vec<multipart::Part>>, ClientError> {
         let r = self.send(Method::POST, "serverkeygen", Some(csr_der)).await?;
         if let Some(p) = pending(&r) {
             return Ok(p);
@@ -71,6 +74,15 @@ impl EstConnection {
         expect_ok(&r)?;
         let parts =
             multipart::parse(&r.content_type, &r.body).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        Ok(Enrollment::Done(parts))
+    }
+
+    /// POST /serverkeygen: the server generates the key pair and returns it with the certificate.
+    pub async fn serverkeygen(&mut self, csr_der: &[u8]) -> Result<Enrollment<ServerKey>, ClientError> {
+        let parts = match self.serverkeygen_parts(csr_der).await? {
+            Enrollment::Done(parts) => parts,
+            Enrollment::Pending { retry_after } => return Ok(Enrollment::Pending { retry_after }),
+        };
         let Some(key) = parts.iter().find(|p| p.content_type.starts_with(wire::MEDIA_PKCS8)) else {
             if parts.iter().any(|p| is_server_generated_key(&p.content_type)) {
                 return Err(ClientError::Unexpected(
@@ -98,13 +110,10 @@ impl EstConnection {
         decryptor: &Decryptor<'_>,
         anchors: &[Certificate],
     ) -> Result<Enrollment<ServerKey>, ClientError> {
-        let r = self.send(Method::POST, "serverkeygen", Some(csr_der)).await?;
-        if let Some(p) = pending(&r) {
-            return Ok(p);
-        }
-        expect_ok(&r)?;
-        let parts =
-            multipart::parse(&r.content_type, &r.body).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let parts = match self.serverkeygen_parts(csr_der).await? {
+            Enrollment::Done(parts) => parts,
+            Enrollment::Pending { retry_after } => return Ok(Enrollment::Pending { retry_after }),
+        };
         let key = parts.iter().find(|p| is_server_generated_key(&p.content_type)).ok_or_else(|| {
             let plain = parts.iter().any(|p| p.content_type.starts_with(wire::MEDIA_PKCS8));
             ClientError::Unexpected(if plain {
